@@ -1,0 +1,22 @@
+"""The ``sdcpp`` command: assembles one typer group per module; no engine import at start-up."""
+
+from __future__ import annotations
+
+import typer
+
+from sdcpp_service.cli import backend, info
+
+app = typer.Typer(
+    name="sdcpp",
+    help="stable-diffusion.cpp for everyone: generate, convert, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("info")(info.info)
+app.add_typer(backend.app, name="backend")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+"""``sdcpp info``: versions, engine build, cores, folders."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from sdcpp_service._version import __version__
+from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.config import Settings, physical_cores
+
+
+def collect(settings: Settings) -> dict[str, Any]:
+    from sdcpp_service.engine import sdcpp
+
+    engine = sdcpp.system_info()
+    return {
+        "version": __version__,
+        **engine,
+        "physical_cores": engine.get("physical_cores") or physical_cores(),
+        "default_threads": settings.default_threads,
+        "data_dir": str(settings.data_dir),
+        "model_dirs": [str(p) for p in settings.model_dirs],
+    }
+
+
+@handle_errors
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show the package and engine versions, the engine's build and CPU features, and folders."""
+    data = collect(Settings.from_env())
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    simd = [k for k, v in data["features"].items() if v]
+    lines = [
+        f"sdcpp-service     {data['version']}",
+        f"bindings          stable-diffusion-cpp-python {data['bindings_version']}",
+        f"engine            {data['engine_version']} (commit {data['engine_commit']})",
+        f"backends          {', '.join(data['backends'])}",
+        f"cpu features      {' '.join(simd) or '-'}",
+        f"physical cores    {data['physical_cores']}",
+        f"default threads   {data['default_threads']}",
+        f"data dir          {data['data_dir']}",
+        f"model dirs        {', '.join(data['model_dirs'])}",
+    ]
+    typer.echo("\n".join(lines))

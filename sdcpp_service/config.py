@@ -1,0 +1,76 @@
+"""Settings: the only module that reads ``os.environ``.
+
+Environment variables (all optional):
+
+- ``SDCPP_MODELS``: extra model folders, separated by ``os.pathsep``.
+- ``SDCPP_DATA_DIR``: where caches, job databases and server outputs live
+  (default: ``$XDG_DATA_HOME/sdcpp-service`` or ``~/.local/share/sdcpp-service``).
+- ``SDCPP_THREADS``: engine thread count (default: physical cores).
+- ``SDCPP_DEBUG``: ``1`` shows tracebacks in the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    if env.get("SDCPP_DATA_DIR"):
+        return Path(env["SDCPP_DATA_DIR"]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "sdcpp-service"
+
+
+def physical_cores() -> int:
+    """Physical cores without importing the engine (Linux reads sysfs; else a guess)."""
+    try:
+        seen: set[tuple[str, str]] = set()
+        cpu_root = Path("/sys/devices/system/cpu")
+        for topo in cpu_root.glob("cpu[0-9]*/topology"):
+            pkg = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+            seen.add((pkg, core))
+        if seen:
+            return len(seen)
+    except OSError:
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Read once (``Settings.from_env()``), then passed down explicitly."""
+
+    data_dir: Path
+    model_dirs: tuple[Path, ...] = ()
+    threads: int = 0
+    debug: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        dirs: list[Path] = [Path.cwd() / "models"]
+        for part in env.get("SDCPP_MODELS", "").split(os.pathsep):
+            if part.strip():
+                dirs.append(Path(part.strip()).expanduser())
+        threads = 0
+        raw = env.get("SDCPP_THREADS", "").strip()
+        if raw.isdigit():
+            threads = int(raw)
+        return cls(
+            data_dir=_default_data_dir(env),
+            model_dirs=tuple(dict.fromkeys(dirs)),
+            threads=threads,
+            debug=env.get("SDCPP_DEBUG", "") not in ("", "0", "false"),
+        )
+
+    @property
+    def default_threads(self) -> int:
+        return self.threads if self.threads > 0 else physical_cores()
+
+    def with_model_dirs(self, dirs: tuple[Path, ...]) -> Settings:
+        return replace(self, model_dirs=tuple(dict.fromkeys((*dirs, *self.model_dirs))))

@@ -1,0 +1,1 @@
+"""The engine layer: the only code that talks to stable-diffusion.cpp (through ``sdcpp.py``)."""

@@ -1,0 +1,130 @@
+"""One exception tree for every door.
+
+::
+
+    SdcppError                      base; ``str(e)`` is a one-line message for a user
+    ├── InvalidRequest              a request field is wrong (``field``)
+    │   ├── InvalidImage            an input image cannot be used (``field``, ``path``)
+    │   └── UnknownName             a name (LoRA, model, sampler…) resolves to nothing
+    ├── ModelError                  a model file or folder problem (``path``)
+    │   ├── InvalidModelFile        unreadable, truncated or corrupt header
+    │   ├── UnsupportedModel        readable, but no architecture we (or the engine) run
+    │   └── MissingComponent        the model needs a component we cannot find (``kind``)
+    ├── EngineError                 the native engine failed (load or generate)
+    │   ├── EngineNotInstalled      the bindings cannot be imported
+    │   └── Cancelled               a job was cancelled
+    ├── OutputExists                refusing to overwrite a file (``path``)
+    └── ConvertError                conversion failed (``path``)
+
+Messages are made where the error is raised, short and actionable; the edges (CLI, HTTP)
+only choose an exit code or a status from the class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SdcppError(Exception):
+    """Base class: every error the package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(SdcppError):
+    """A request field has a value we cannot use."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class InvalidImage(InvalidRequest):
+    """An input image is missing, undecodable, too large or the wrong size."""
+
+    def __init__(self, field: str, message: str, path: str | Path | None = None) -> None:
+        super().__init__(field, message)
+        self.path = None if path is None else str(path)
+
+
+class UnknownName(InvalidRequest):
+    """A name (LoRA, model, sampler, scheduler, …) that matches nothing known."""
+
+    def __init__(self, field: str, name: str, choices: list[str] | None = None) -> None:
+        hint = ""
+        if choices:
+            shown = ", ".join(choices[:12]) + (", …" if len(choices) > 12 else "")
+            hint = f" (known: {shown})"
+        super().__init__(field, f"unknown {field} '{name}'{hint}")
+        self.name = name
+        self.choices = list(choices or [])
+
+
+class ModelError(SdcppError):
+    """A problem with a model file or folder."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+        self.reason = message
+
+
+class InvalidModelFile(ModelError):
+    """The file's header is unreadable, truncated, corrupt or absurd."""
+
+
+class UnsupportedModel(ModelError):
+    """The file is readable but is nothing the engine can run in the asked role."""
+
+
+class MissingComponent(ModelError):
+    """The model needs a component (VAE, text encoder, …) that was not found."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        message: str,
+        looked_for: list[str] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        text = message + (f"; try: {hint}" if hint else "")
+        super().__init__(path, text)
+        self.kind = kind
+        self.looked_for = list(looked_for or [])
+        self.hint = hint
+
+
+class EngineError(SdcppError):
+    """The native engine refused or failed."""
+
+
+class EngineNotInstalled(EngineError):
+    """The stable-diffusion-cpp-python bindings are missing or broken."""
+
+
+class Cancelled(EngineError):
+    """The job was cancelled before it finished."""
+
+
+class OutputExists(SdcppError):
+    """Refusing to overwrite an existing file."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(f"{path}: already exists; pass --force to overwrite")
+        self.path = str(path)
+
+
+class ConvertError(SdcppError):
+    """A conversion failed; nothing was written at the destination."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+        self.reason = message
