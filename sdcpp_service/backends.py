@@ -37,9 +37,13 @@ PRESETS: tuple[Preset, ...] = (
             ("GGML_BLAS_VENDOR", "OpenBLAS"),
         ),
     ),
-    Preset("cuda", "NVIDIA GPUs (CUDA toolkit)", (("CMAKE_BUILD_TYPE", "Release"), ("SD_CUDA", "ON"))),
     Preset(
-        "vulkan", "Any Vulkan GPU (Vulkan SDK)", (("CMAKE_BUILD_TYPE", "Release"), ("SD_VULKAN", "ON"))
+        "cuda", "NVIDIA GPUs (CUDA toolkit)", (("CMAKE_BUILD_TYPE", "Release"), ("SD_CUDA", "ON"))
+    ),
+    Preset(
+        "vulkan",
+        "Any Vulkan GPU (Vulkan SDK)",
+        (("CMAKE_BUILD_TYPE", "Release"), ("SD_VULKAN", "ON")),
     ),
     Preset("metal", "Apple silicon GPUs", (("CMAKE_BUILD_TYPE", "Release"), ("SD_METAL", "ON"))),
     Preset(

@@ -10,9 +10,13 @@ import typer
 from sdcpp_service import backends
 from sdcpp_service.cli._errors import handle_errors
 
-app = typer.Typer(help="Engine build presets (CPU, CUDA, Vulkan, Metal, ROCm, …).", no_args_is_help=True)
+app = typer.Typer(
+    help="Engine build presets (CPU, CUDA, Vulkan, Metal, ROCm, …).", no_args_is_help=True
+)
 
-PresetArg = Annotated[str, typer.Argument(help="Preset name: " + ", ".join(p.name for p in backends.PRESETS))]
+PresetArg = Annotated[
+    str, typer.Argument(help="Preset name: " + ", ".join(p.name for p in backends.PRESETS))
+]
 
 
 @app.command("list")
@@ -34,7 +38,9 @@ def args(preset: PresetArg) -> None:
 @handle_errors
 def install(
     preset: PresetArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the command, run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the command, run nothing.")
+    ] = False,
 ) -> None:
     """Rebuild the stable-diffusion-cpp-python bindings with PRESET (needs a compiler)."""
     argv, env = backends.install_command(backends.get_preset(preset))
@@ -43,5 +49,7 @@ def install(
         return
     code = subprocess.call(argv, env=backends.merged_env(env))
     if code != 0:
-        typer.echo(f"error: the engine build failed (exit {code}); see pip's output above", err=True)
+        typer.echo(
+            f"error: the engine build failed (exit {code}); see pip's output above", err=True
+        )
         raise typer.Exit(code)

@@ -21,7 +21,9 @@ def bindings() -> ModuleType:
     try:
         return importlib.import_module("stable_diffusion_cpp.stable_diffusion_cpp")
     except (ImportError, OSError, RuntimeError) as exc:
-        raise EngineNotInstalled(f"cannot load stable-diffusion.cpp ({exc}); {INSTALL_HINT}") from exc
+        raise EngineNotInstalled(
+            f"cannot load stable-diffusion.cpp ({exc}); {INSTALL_HINT}"
+        ) from exc
 
 
 @cache
@@ -82,3 +84,76 @@ def compiled_backends(so_path: str) -> list[str]:
         if marker in data:
             found.append(name)
     return found
+
+
+class Native:
+    """Typed access to the engine's C API, including the exported functions the bindings do not
+    wrap (``*_params_init``, the enum name tables) and libc ``free`` for returned buffers."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+        import sys
+
+        self.lib = bindings()
+        self.ct = ctypes
+        cdll = self.lib._lib
+
+        def declare(name: str, argtypes: list[Any], restype: Any) -> Any:
+            func = getattr(cdll, name)
+            func.argtypes = argtypes
+            func.restype = restype
+            return func
+
+        lib = self.lib
+        self.img_gen_params_init = declare(
+            "sd_img_gen_params_init", [ctypes.POINTER(lib.sd_img_gen_params_t)], None
+        )
+        self.vid_gen_params_init = declare(
+            "sd_vid_gen_params_init", [ctypes.POINTER(lib.sd_vid_gen_params_t)], None
+        )
+        self.ctx_params_init = declare(
+            "sd_ctx_params_init", [ctypes.POINTER(lib.sd_ctx_params_t)], None
+        )
+        self.names: dict[str, Any] = {
+            "sample_method": declare("sd_sample_method_name", [ctypes.c_int], ctypes.c_char_p),
+            "scheduler": declare("sd_scheduler_name", [ctypes.c_int], ctypes.c_char_p),
+            "type": declare("sd_type_name", [ctypes.c_int], ctypes.c_char_p),
+            "rng": declare("sd_rng_type_name", [ctypes.c_int], ctypes.c_char_p),
+            "prediction": declare("sd_prediction_name", [ctypes.c_int], ctypes.c_char_p),
+            "lora_apply_mode": declare("sd_lora_apply_mode_name", [ctypes.c_int], ctypes.c_char_p),
+            "hires_upscaler": declare("sd_hires_upscaler_name", [ctypes.c_int], ctypes.c_char_p),
+            "preview": declare("sd_preview_name", [ctypes.c_int], ctypes.c_char_p),
+        }
+        self.counts: dict[str, int] = {
+            "sample_method": int(lib.SampleMethod.SAMPLE_METHOD_COUNT),
+            "scheduler": int(lib.Scheduler.SCHEDULER_COUNT),
+            "type": int(lib.GGMLType.SD_TYPE_COUNT),
+            "rng": int(lib.RNGType.RNG_TYPE_COUNT),
+            "prediction": int(lib.Prediction.PREDICTION_COUNT),
+            "lora_apply_mode": int(lib.LoraApplyMode.LORA_APPLY_MODE_COUNT),
+            "hires_upscaler": int(lib.SDHiresUpscaler.SD_HIRES_UPSCALER_COUNT),
+            "preview": int(lib.Preview.PREVIEW_COUNT),
+        }
+        if sys.platform == "win32":  # pragma: no cover - the engine is built against the UCRT
+            libc = ctypes.CDLL("ucrtbase")
+        else:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        self.free = libc.free
+        self.free.argtypes = [ctypes.c_void_p]
+        self.free.restype = None
+
+    def enum_names(self, kind: str) -> dict[str, int]:
+        """Name → value for an engine enum, read from the engine's own name table."""
+        out: dict[str, int] = {}
+        for value in range(self.counts[kind]):
+            raw = self.names[kind](value)
+            name = raw.decode("utf-8").lower() if raw else ""
+            if name and name != "deprecated" and "removed" not in name:
+                out[name] = value
+        return out
+
+
+@cache
+def native() -> Native:
+    return Native()

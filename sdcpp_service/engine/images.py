@@ -1,0 +1,183 @@
+"""Images in and out: decoding with limits, PNG metadata (A1111 infotext), atomic saving.
+
+No engine import here: the C buffer conversions live in ``engine/cimage.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from sdcpp_service.errors import InvalidImage, OutputExists
+
+#: Pixel limit for decoded inputs (a decompression-bomb guard): 64 megapixels.
+MAX_PIXELS = 64 * 1024 * 1024
+
+#: A1111's own infotext field regex (modules/infotext_utils.py).
+RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def load_image(
+    source: str | Path | bytes | Image.Image,
+    field: str,
+    mode: str = "RGB",
+    max_pixels: int = MAX_PIXELS,
+) -> Image.Image:
+    """Decode an image (path, bytes or PIL image) safely; errors name ``field``."""
+    if isinstance(source, Image.Image):
+        image = source
+        path: str | None = None
+    else:
+        path = None if isinstance(source, bytes) else str(source)
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise InvalidImage(field, f"no such file '{path}'", path)
+            if p.stat().st_size == 0:
+                raise InvalidImage(field, f"'{path}' is empty (0 bytes)", path)
+        raw: Any = io.BytesIO(source) if isinstance(source, bytes) else path
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(raw)
+                w, h = image.size
+                if w * h > max_pixels:
+                    raise InvalidImage(
+                        field, f"image is {w}x{h}, over the {max_pixels} pixel limit", path
+                    )
+                image.load()
+        except InvalidImage:
+            raise
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ):
+            where = f"'{path}'" if path else "the data"
+            raise InvalidImage(field, f"{where} is not a readable image", path) from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            where = f"'{path}'" if path else "the data"
+            raise InvalidImage(field, f"{where} could not be decoded ({exc})", path) from None
+        image = ImageOps.exif_transpose(image) or image
+    w, h = image.size
+    if w < 1 or h < 1:
+        raise InvalidImage(field, "image has no pixels", path)
+    if w * h > max_pixels:
+        raise InvalidImage(field, f"image is {w}x{h}, over the {max_pixels} pixel limit", path)
+    if image.mode != mode:
+        if mode == "L" and image.mode in ("RGBA", "LA"):
+            # A mask drawn as transparency: alpha is the mask.
+            image = image.getchannel("A")
+        else:
+            image = image.convert(mode)
+    return image
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Resize-and-crop to exactly ``width``×``height`` (centre crop, like A1111's default)."""
+    if image.size == (width, height):
+        return image
+    return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+
+
+def _quote(value: str) -> str:
+    if "," in value or ":" in value or '"' in value or "\n" in value:
+        return json.dumps(value)
+    return value
+
+
+def infotext(prompt: str, negative: str, fields: Mapping[str, Any]) -> str:
+    """A1111 ``parameters`` text: prompt, ``Negative prompt:`` line, then ``Key: value, …``."""
+    lines = [prompt]
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    parts = []
+    for key, value in fields.items():
+        if value is None or value == "":
+            continue
+        parts.append(f"{key}: {_quote(str(value))}")
+    lines.append(", ".join(parts))
+    return "\n".join(lines)
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """Parse A1111 infotext back (prompt, negative prompt and every ``Key: value``)."""
+    lines = text.strip().split("\n")
+    last = lines[-1] if lines else ""
+    params: dict[str, str] = {}
+    if len(RE_PARAM.findall(last)) >= 3:
+        for key, value in RE_PARAM.findall(last):
+            value = value.strip()
+            if value.startswith('"') and value.endswith('"'):
+                value = json.loads(value)
+            params[key.strip()] = value
+        lines = lines[:-1]
+    prompt: list[str] = []
+    negative: list[str] = []
+    target = prompt
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            target = negative
+            line = line[len("Negative prompt:") :].strip()
+        target.append(line)
+    params["Prompt"] = "\n".join(prompt)
+    params["Negative prompt"] = "\n".join(negative)
+    return params
+
+
+def png_info(parameters: str, extra: Mapping[str, Any] | None = None) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", parameters)
+    if extra is not None:
+        info.add_text("sdcpp", json.dumps(extra, sort_keys=True, default=str))
+    return info
+
+
+def unique_path(path: Path) -> Path:
+    """``path`` if free, else ``stem-1.ext``, ``stem-2.ext``, … (never overwrite)."""
+    if not path.exists():
+        return path
+    n = 1
+    while True:
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+def save_image(
+    image: Image.Image,
+    path: Path,
+    parameters: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``image`` atomically (``*.incomplete`` then rename), with metadata if given."""
+    if path.exists() and not force:
+        raise OutputExists(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    tmp = path.with_name(path.name + ".incomplete")
+    kwargs: dict[str, Any] = {}
+    if fmt == "PNG" and parameters is not None:
+        kwargs["pnginfo"] = png_info(parameters, extra)
+    elif parameters is not None:
+        exif = Image.Exif()
+        exif[0x9286] = parameters  # UserComment, where A1111 puts infotext for JPEG/WebP
+        kwargs["exif"] = exif.tobytes()
+    out = image.convert("RGB") if fmt == "JPEG" and image.mode != "RGB" else image
+    try:
+        out.save(tmp, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
