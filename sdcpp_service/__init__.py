@@ -1,12 +1,58 @@
 """sdcpp-service: stable-diffusion.cpp as a library, a CLI and an HTTP service.
 
-The documented library surface is exactly ``__all__``.
+The documented library surface is exactly ``__all__``::
+
+    import sdcpp_service
+
+    with sdcpp_service.Pipeline.load("models/sd15.safetensors") as pipe:
+        image = pipe.generate("a lighthouse at dawn", steps=20, seed=42)[0]
+        image.save("out.png", pnginfo=...)  # image.info["parameters"] holds A1111 infotext
+
+Heavy members are imported on first use, so ``import sdcpp_service`` stays cheap.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sdcpp_service._version import __version__
 from sdcpp_service.config import Settings
-from sdcpp_service.errors import SdcppError
+from sdcpp_service.errors import (
+    InvalidImage,
+    InvalidModelFile,
+    InvalidRequest,
+    MissingComponent,
+    SdcppError,
+    UnknownName,
+)
+from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, Lora, Progress
 
-__all__ = ["Settings", "SdcppError", "__version__"]
+if TYPE_CHECKING:
+    from sdcpp_service.engine.pipeline import Pipeline
+
+__all__ = [
+    "GenerateRequest",
+    "GenerateResult",
+    "InvalidImage",
+    "InvalidModelFile",
+    "InvalidRequest",
+    "LoadOptions",
+    "Lora",
+    "MissingComponent",
+    "Pipeline",
+    "Progress",
+    "SdcppError",
+    "Settings",
+    "UnknownName",
+    "__version__",
+]
+
+_LAZY = {"Pipeline": "sdcpp_service.engine.pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sdcpp_service' has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdcpp_service.cli import backend, info
+from sdcpp_service.cli import backend, generate, info
 
 app = typer.Typer(
     name="sdcpp",
@@ -14,6 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.command("generate")(generate.generate)
+app.command("img2img", help="Image-to-image: `generate` with --init-image (and --strength).")(
+    generate.generate
+)
+app.command("inpaint", help="Inpainting: `generate` with --init-image and --mask.")(
+    generate.generate
+)
 app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
 

@@ -1,0 +1,21 @@
+"""Shared ``Annotated`` option aliases, so every command spells an option the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model file, or a name from `sdcpp models list`.")
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Output file or folder (default: ./output.png)."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output.")]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", "-t", help="CPU threads (default: physical cores).")
+]

@@ -1,0 +1,225 @@
+"""``sdcpp generate`` / ``img2img`` / ``inpaint``: images from a prompt, with a live progress bar."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._options import ForceOpt, JsonOpt, ModelOpt, OutOpt, ThreadsOpt
+
+Opt = typer.Option
+
+
+def output_paths(output: Path | None, count: int, seeds: list[int], force: bool) -> list[Path]:
+    """Where each image goes: never an existing file unless ``force`` (numbered names instead)."""
+    from sdcpp_service.engine.images import unique_path
+
+    if output is None:
+        output = Path("output.png")
+    if output.is_dir() or str(output).endswith(("/", "\\")):
+        return [unique_path(output / f"sdcpp-{seed}.png") for seed in seeds]
+    paths: list[Path] = []
+    for i in range(count):
+        candidate = output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        if not force:
+            candidate = unique_path(candidate)
+            while candidate in paths:
+                candidate = unique_path(
+                    candidate.with_name(candidate.stem + "-1" + candidate.suffix)
+                )
+        paths.append(candidate)
+    return paths
+
+
+class Bar:
+    """A rich progress bar on stderr (step, it/s, ETA); silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("sampling", total=None, rate="")
+        return self
+
+    def __call__(self, p: Any) -> None:
+        if self.progress is None:
+            return
+        rate = f"{p.step / p.elapsed:.2f} it/s" if p.elapsed > 0 and p.step else ""
+        self.progress.update(self.task, total=p.total, completed=p.step, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+
+def run(
+    prompt: str,
+    model: str,
+    output: Path | None,
+    force: bool,
+    as_json: bool,
+    load: dict[str, Any],
+    params: dict[str, Any],
+) -> None:
+    from sdcpp_service.engine.images import save_image
+    from sdcpp_service.engine.pipeline import Pipeline
+
+    slot = load.pop("slot", None)
+    load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
+    params = {k: v for k, v in params.items() if v is not None}
+    with Pipeline.load(model, slot=slot, **load) as pipe:
+        request = pipe.request(prompt, **params)
+        with Bar(enabled=sys.stderr.isatty() and not as_json) as bar:
+            result = pipe.run(request, progress=bar)
+    paths = output_paths(output, len(result.images), result.seeds, force)
+    for image, seed, path in zip(result.images, result.seeds, paths, strict=True):
+        save_image(image, path, image.info["parameters"], image.info["sdcpp"], force=force)
+        if as_json:
+            record = {
+                "path": str(path),
+                "seed": seed,
+                "width": image.width,
+                "height": image.height,
+                "sampler": result.params["sampler"],
+                "scheduler": result.params["scheduler"],
+                "timings": {**result.timings, "load": pipe.context.load_seconds},
+            }
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(f"{path}  seed {seed}  {image.width}x{image.height}")
+
+
+@handle_errors
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw; <lora:name:weight> tags work.")],
+    model: ModelOpt,
+    output: OutOpt = None,
+    negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
+    width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
+    height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,
+    steps: Annotated[int, Opt("--steps", help="Sampling steps.")] = 20,
+    cfg: Annotated[float, Opt("--cfg", help="CFG scale.")] = 7.0,
+    guidance: Annotated[float, Opt("--guidance", help="Distilled guidance (Flux).")] = 3.5,
+    seed: Annotated[int, Opt("--seed", "-s", help="Seed; -1 picks one.")] = -1,
+    sampler: Annotated[
+        str | None, Opt("--sampler", help="e.g. euler_a, dpm++2m, 'Euler a'.")
+    ] = None,
+    scheduler: Annotated[str | None, Opt("--scheduler", help="e.g. karras, discrete.")] = None,
+    batch: Annotated[int, Opt("--batch", "-b", help="Images to make (seeds seed, seed+1…).")] = 1,
+    clip_skip: Annotated[
+        int, Opt("--clip-skip", help="CLIP layers to skip (-1: model default).")
+    ] = -1,
+    eta: Annotated[float | None, Opt("--eta", help="Sampler noise multiplier.")] = None,
+    init_image: Annotated[Path | None, Opt("--init-image", "-i", help="img2img input.")] = None,
+    strength: Annotated[float, Opt("--strength", help="img2img denoising strength 0..1.")] = 0.75,
+    mask: Annotated[Path | None, Opt("--mask", help="Inpaint mask (white = repaint).")] = None,
+    control_net: Annotated[Path | None, Opt("--control-net", help="ControlNet model file.")] = None,
+    control_image: Annotated[Path | None, Opt("--control-image", help="Control image.")] = None,
+    control_strength: Annotated[float, Opt("--control-strength")] = 0.9,
+    canny: Annotated[bool, Opt("--canny", help="Canny-preprocess the control image.")] = False,
+    ref_image: Annotated[
+        list[Path] | None, Opt("--ref-image", help="Reference image (edit models).")
+    ] = None,
+    lora: Annotated[
+        list[str] | None, Opt("--lora", help="LoRA NAME or PATH, optionally :WEIGHT.")
+    ] = None,
+    vae: Annotated[Path | None, Opt("--vae")] = None,
+    taesd: Annotated[
+        Path | None, Opt("--taesd", help="Tiny autoencoder for fast decoding.")
+    ] = None,
+    clip_l: Annotated[Path | None, Opt("--clip-l")] = None,
+    clip_g: Annotated[Path | None, Opt("--clip-g")] = None,
+    t5xxl: Annotated[Path | None, Opt("--t5xxl")] = None,
+    llm: Annotated[Path | None, Opt("--llm", help="LLM text encoder (Qwen, Mistral…).")] = None,
+    diffusion_model: Annotated[
+        bool, Opt("--diffusion-model", help="Load MODEL in the diffusion_model (DiT) slot.")
+    ] = False,
+    threads: ThreadsOpt = 0,
+    offload: Annotated[
+        bool, Opt("--offload", help="Keep weights in RAM, move to VRAM on use.")
+    ] = False,
+    vae_tiling: Annotated[bool, Opt("--vae-tiling", help="Decode in tiles (less memory).")] = False,
+    flash_attn: Annotated[bool, Opt("--flash-attn")] = False,
+    mmap: Annotated[bool, Opt("--mmap", help="Memory-map the model files.")] = False,
+    clip_on_cpu: Annotated[bool, Opt("--clip-on-cpu")] = False,
+    vae_on_cpu: Annotated[bool, Opt("--vae-on-cpu")] = False,
+    cache_mode: Annotated[
+        str, Opt("--cache-mode", help="Step caching: easycache, ucache, …")
+    ] = "disabled",
+    lora_apply_mode: Annotated[
+        str, Opt("--lora-apply-mode", help="at_runtime or immediately.")
+    ] = "at_runtime",
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate images from a text prompt (txt2img; img2img with --init-image; inpaint with
+    --mask; ControlNet with --control-net/--control-image; editing with --ref-image)."""
+    load = {
+        "slot": "diffusion_model" if diffusion_model else None,
+        "vae": vae,
+        "taesd": taesd,
+        "clip_l": clip_l,
+        "clip_g": clip_g,
+        "t5xxl": t5xxl,
+        "llm": llm,
+        "control_net": control_net,
+        "threads": threads,
+        "offload_to_cpu": offload,
+        "flash_attn": flash_attn,
+        "mmap": mmap,
+        "clip_on_cpu": clip_on_cpu,
+        "vae_on_cpu": vae_on_cpu,
+        "lora_apply_mode": lora_apply_mode,
+    }
+    params: dict[str, Any] = {
+        "negative_prompt": negative,
+        "width": width,
+        "height": height,
+        "steps": steps,
+        "cfg_scale": cfg,
+        "guidance": guidance,
+        "seed": seed,
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "batch": batch,
+        "clip_skip": clip_skip,
+        "eta": eta,
+        "init_image": init_image,
+        "strength": strength,
+        "mask": mask,
+        "control_image": control_image,
+        "control_strength": control_strength,
+        "canny": canny,
+        "ref_images": ref_image or None,
+        "loras": lora or None,
+        "vae_tiling": vae_tiling,
+        "cache_mode": cache_mode,
+    }
+    run(prompt, model, output, force, as_json, load, params)

@@ -1,0 +1,85 @@
+"""LoRAs: A1111 ``<lora:name:weight>`` prompt tags and structured ``(name or path, weight)``
+lists, resolved against LoRA folders with a clear error for unknown names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from sdcpp_service.errors import InvalidRequest, UnknownName
+from sdcpp_service.types import Lora
+
+RE_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^>:]*))?(?::[^>]*)?>")
+LORA_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".bin")
+
+
+def split_prompt(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+    """Remove ``<lora:name:w>`` tags from ``prompt``; return the clean prompt and the tags."""
+    found: list[tuple[str, float]] = []
+
+    def take(match: re.Match[str]) -> str:
+        name, raw = match.group(1).strip(), (match.group(2) or "1").strip()
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise InvalidRequest(
+                "prompt", f"LoRA tag <lora:{name}:{raw}> has a weight that is not a number"
+            ) from None
+        found.append((name, weight))
+        return ""
+
+    clean = RE_LORA_TAG.sub(take, prompt)
+    return re.sub(r"\s{2,}", " ", clean).strip(), found
+
+
+def parse_spec(spec: str) -> tuple[str, float]:
+    """``NAME`` or ``NAME:WEIGHT`` (CLI ``--lora``); a Windows drive colon is kept."""
+    name, sep, raw = spec.rpartition(":")
+    if not sep or not name or "/" in raw or "\\" in raw:
+        return spec, 1.0
+    try:
+        return name, float(raw)
+    except ValueError:
+        raise InvalidRequest("lora", f"'{spec}': the weight after ':' must be a number") from None
+
+
+def available(dirs: Iterable[Path]) -> dict[str, Path]:
+    """LoRA files in ``dirs`` (recursive), by stem and by relative path without suffix."""
+    out: dict[str, Path] = {}
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() in LORA_SUFFIXES and path.is_file():
+                rel = path.relative_to(root).with_suffix("").as_posix()
+                out.setdefault(rel, path)
+                out.setdefault(path.stem, path)
+    return out
+
+
+def resolve(name: str, dirs: Sequence[Path]) -> Path:
+    """A LoRA name (stem, relative path, or file path) → its file."""
+    direct = Path(name).expanduser()
+    if direct.is_file():
+        return direct
+    known = available(dirs)
+    if name in known:
+        return known[name]
+    raise UnknownName("lora", name, sorted({p.stem for p in known.values()}))
+
+
+def collect(
+    prompt: str, loras: Sequence[tuple[str, float]], dirs: Sequence[Path]
+) -> tuple[str, list[Lora]]:
+    """Merge prompt tags and a structured list into resolved :class:`Lora` items (summed weights
+    for repeats, order kept)."""
+    clean, tags = split_prompt(prompt)
+    weights: dict[str, float] = {}
+    for name, weight in [*loras, *tags]:
+        high_noise = name.startswith("|high_noise|")
+        key = str(resolve(name.removeprefix("|high_noise|"), dirs).resolve())
+        tagged = ("H" if high_noise else "L") + key
+        weights[tagged] = weights.get(tagged, 0.0) + weight
+    items = [Lora(path=k[1:], weight=w, high_noise=k[0] == "H") for k, w in weights.items()]
+    return clean, items

@@ -1,0 +1,208 @@
+"""The library's front door: ``Pipeline.load(model, **components_and_options)``.
+
+A pipeline owns one loaded engine context (kept warm between calls, freed on ``close``) and turns
+friendly arguments (paths or PIL images, LoRA names, A1111 sampler labels) into engine requests.
+Every returned image carries ``image.info["parameters"]`` (A1111 infotext) and
+``image.info["sdcpp"]`` (the full parameters as a dict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdcpp_service._version import __version__
+from sdcpp_service.config import Settings
+from sdcpp_service.engine import loras as lora_mod
+from sdcpp_service.engine import names
+from sdcpp_service.engine.context import Context
+from sdcpp_service.engine.generate import generate
+from sdcpp_service.engine.images import infotext, load_image
+from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.types import (
+    COMPONENT_SLOTS,
+    GenerateRequest,
+    GenerateResult,
+    LoadOptions,
+    ProgressCallback,
+)
+
+ImageInput = str | Path | bytes | Image.Image
+
+_LOAD_FIELDS = {f.name for f in dataclasses.fields(LoadOptions)}
+_REQUEST_FIELDS = {f.name for f in dataclasses.fields(GenerateRequest)}
+#: Friendly aliases accepted by ``Pipeline.generate``.
+_ALIASES = {"negative": "negative_prompt", "cfg": "cfg_scale", "batch_count": "batch", "n": "batch"}
+
+HashFn = Callable[[str], str]
+
+
+def resolve_load_options(
+    model: str | Path,
+    settings: Settings,
+    slot: str | None = None,
+    **overrides: Any,
+) -> LoadOptions:
+    """A model (path or catalog name) plus component overrides → complete load options."""
+    unknown = set(overrides) - _LOAD_FIELDS
+    if unknown:
+        raise InvalidRequest(sorted(unknown)[0], "not a load option of Pipeline.load")
+    components = {k: str(v) for k, v in overrides.items() if k in COMPONENT_SLOTS and v}
+    slots = _resolve_model(str(model), slot, components)
+    rest = {k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS}
+    if "embeddings" in rest:
+        rest["embeddings"] = tuple(str(e) for e in rest["embeddings"])
+    fields: dict[str, Any] = {**slots, **rest}
+    return LoadOptions(**fields)
+
+
+def _resolve_model(model: str, slot: str | None, components: dict[str, str]) -> dict[str, str]:
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise InvalidRequest("model", f"no such model file '{model}'")
+    key = slot or "model"
+    if key not in ("model", "diffusion_model"):
+        raise InvalidRequest("slot", f"'{slot}' is not model or diffusion_model")
+    return {key: str(path), **components}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Pipeline:
+    """A warm engine context plus the friendly generation API."""
+
+    def __init__(
+        self,
+        options: LoadOptions,
+        settings: Settings | None = None,
+        hash_fn: HashFn | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.options = options
+        self._hash = hash_fn
+        threads = options.threads or self.settings.default_threads
+        self.context = Context(options, threads=threads)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        settings: Settings | None = None,
+        slot: str | None = None,
+        **components_and_options: Any,
+    ) -> Pipeline:
+        """Load ``model`` (a path or a catalog name). Keyword arguments are component files
+        (``vae``, ``taesd``, ``clip_l``, ``clip_g``, ``t5xxl``, ``llm``, ``control_net``, …) and
+        load options (``threads``, ``offload_to_cpu``, ``flash_attn``, ``vae_tiling``…);
+        ``slot="diffusion_model"`` forces the DiT loader slot."""
+        settings = settings or Settings.from_env()
+        options = resolve_load_options(model, settings, slot=slot, **components_and_options)
+        return cls(options, settings, hash_fn=_sha256)
+
+    # -- generation -------------------------------------------------------------------------
+
+    def request(self, prompt: str, **params: Any) -> GenerateRequest:
+        """Build a :class:`GenerateRequest` from friendly arguments (validated by the engine)."""
+        values: dict[str, Any] = {}
+        for key, value in params.items():
+            key = _ALIASES.get(key, key)
+            if key not in _REQUEST_FIELDS:
+                raise InvalidRequest(key, "not a generation parameter")
+            values[key] = value
+        for key, mode in (("init_image", "RGB"), ("control_image", "RGB"), ("mask", "L")):
+            if values.get(key) is not None:
+                values[key] = load_image(values[key], key, mode)
+        values["ref_images"] = [
+            load_image(im, "ref_images", "RGB") for im in values.get("ref_images") or []
+        ]
+        specs: Sequence[Any] = values.pop("loras", None) or []
+        pairs = [
+            lora_mod.parse_spec(s) if isinstance(s, str) else (str(s[0]), float(s[1]))
+            for s in specs
+        ]
+        clean, items = lora_mod.collect(prompt, pairs, self.lora_dirs())
+        return GenerateRequest(prompt=clean, loras=items, **values)
+
+    def lora_dirs(self) -> list[Path]:
+        dirs: list[Path] = []
+        for root in self.settings.model_dirs:
+            dirs += [root / "loras", root / "Lora", root]
+        return dirs
+
+    def run(
+        self, request: GenerateRequest, progress: ProgressCallback | None = None
+    ) -> GenerateResult:
+        """Generate; each image gets its infotext in ``image.info``."""
+        result = generate(self.context, request, progress)
+        for image, seed in zip(result.images, result.seeds, strict=True):
+            text = self.infotext(request, result, seed, image.size)
+            params = {**result.params, "seed": seed, "model": self.options.main_path}
+            image.info["parameters"] = text
+            image.info["sdcpp"] = params
+        return result
+
+    def generate(
+        self, prompt: str, progress: ProgressCallback | None = None, **params: Any
+    ) -> list[Image.Image]:
+        """``pipe.generate("a fox", steps=4, seed=1)`` → PIL images carrying ``.info``."""
+        return self.run(self.request(prompt, **params), progress).images
+
+    def infotext(
+        self, req: GenerateRequest, result: GenerateResult, seed: int, size: tuple[int, int]
+    ) -> str:
+        main = self.options.main_path
+        fields: dict[str, Any] = {
+            "Steps": req.steps,
+            "Sampler": names.sampler_label(result.params["sampler"]),
+            "Schedule type": names.scheduler_label(result.params["scheduler"]),
+            "CFG scale": req.cfg_scale,
+            "Seed": seed,
+            "Size": f"{size[0]}x{size[1]}",
+            "Model hash": self._hash(main)[:10] if self._hash else None,
+            "Model": Path(main).stem,
+        }
+        if self.options.diffusion_model:
+            fields["Distilled CFG Scale"] = req.guidance
+        if req.init_image is not None:
+            fields["Denoising strength"] = req.strength
+        if req.clip_skip > 1:
+            fields["Clip skip"] = req.clip_skip
+        if req.control_image is not None:
+            fields["ControlNet"] = f"{Path(self.options.control_net).stem} ({req.control_strength})"
+        if req.loras:
+            fields["Lora hashes"] = ", ".join(
+                f"{Path(lo.path).stem}: {self._hash(lo.path)[:10] if self._hash else ''}"
+                for lo in req.loras
+            )
+        if req.hires:
+            fields["Hires upscaler"] = (
+                req.hires_model and Path(req.hires_model).stem or req.hires_upscaler
+            )
+            fields["Hires steps"] = req.hires_steps or None
+            fields["Denoising strength"] = req.hires_denoise
+        fields["Version"] = f"sdcpp-service {__version__}"
+        return infotext(req.prompt, req.negative_prompt, fields)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.context.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
