@@ -1,0 +1,180 @@
+"""The kit's models: a declarative table of files, their layouts and their init rules.
+
+Each file starts from an engine manifest (``layouts/*.json.gz``) or a derived layout
+(``derived.py``). A manifest's ``normal`` tensors get N(0, 0.02²) unless a rule says otherwise;
+rules are tried in order and the first whose regex matches the tensor name wins.
+
+Rule kinds:
+    zero    -- all zeros, stored as a file hole (no disk blocks)
+    scale   -- N(0, (0.02·k)²)
+    fan_in  -- N(0, 1/fan_in): for nets without normalisation (TAESD, ESRGAN)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    kind: str  # "zero" | "scale" | "fan_in"
+    arg: float = 1.0
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    slot: str  # the engine argument it feeds, without "_path": model, vae, clip_l, llm, ...
+    filename: str
+    layout: str  # a manifest in layouts/, or "derived:<name>" (see derived.py)
+    source: str = ""  # the file inside the manifest (default: filename)
+    rules: tuple[Rule, ...] = ()
+    dtype: str = "F16"  # float dtype of generated tensors
+    quant: str | None = None  # GGUF only: Q8_0/Q4_0 for 2-D weights whose rows fit the block
+
+    @property
+    def layout_file(self) -> str:
+        return self.source or self.filename
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    files: tuple[FileSpec, ...]
+    version: str = ""  # what the engine logs as "Version: ..." when it loads the model
+    default: bool = True  # part of the default kit (build_all)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# The resnet's second conv and the transformer's proj_out are zero-initialised in LDM
+# (zero_module); with them zero, the resnet inner path, the transformer blocks, the timestep MLP
+# and (through cross-attention) the text encoder cannot reach the output, so zeroing them as well
+# changes no image. Kept random: conv_in, down/up-sampling convs, skip connections, out convs,
+# the VAE, and for ControlNet its input_hint_block and zero_convs, so seeds and control images
+# still change the output.
+_FAITHFUL_ZEROS = (
+    Rule(r"\.out_layers\.3\.weight$", "zero"),
+    Rule(r"\.proj_out\.weight$", "zero"),
+)
+_DEAD_UNET = (
+    Rule(r"\.in_layers\.2\.weight$", "zero"),
+    Rule(r"\.emb_layers\.1\.weight$", "zero"),
+    Rule(r"\.transformer_blocks\.", "zero"),
+    Rule(r"\.proj_in\.weight$", "zero"),
+    Rule(r"\.time_embed\.", "zero"),
+)
+_DEAD_TEXT_ENCODER = (Rule(r"^cond_stage_model\.", "zero"),)
+# A random KL-VAE encoder barely depends on its input unless its last convs are scaled up.
+_VAE_ENCODER_GAIN = (
+    Rule(r"^(first_stage_model\.)?(encoder\.conv_out|quant_conv)\.weight$", "scale", 10.0),
+)
+_TAE = (Rule(r"^(first_stage_model\.)?(encoder|decoder)\.layers\.", "fan_in"),)
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            "sdxs",
+            "SDXS-512-DS style SD1 checkpoint: tiny UNet + CLIP-L + TAE; everything random",
+            (FileSpec("model", "sdxs.safetensors", "sdxs", rules=_TAE),),
+            version="SDXS (512-DS)",
+        ),
+        ModelSpec(
+            "sd1",
+            "full SD1.x checkpoint (UNet + CLIP-L + KL VAE); dead UNet weights are holes",
+            (
+                FileSpec(
+                    "model",
+                    "sd1.safetensors",
+                    "sd1",
+                    rules=_FAITHFUL_ZEROS + _DEAD_UNET + _VAE_ENCODER_GAIN,
+                ),
+            ),
+            version="SD 1.x",
+        ),
+        ModelSpec(
+            "sd1_inpaint",
+            "SD1.x 9-channel inpainting checkpoint; dead UNet and text-encoder weights are holes",
+            (
+                FileSpec(
+                    "model",
+                    "sd1_inpaint.safetensors",
+                    "sd1_inpaint",
+                    rules=_FAITHFUL_ZEROS + _DEAD_UNET + _DEAD_TEXT_ENCODER + _VAE_ENCODER_GAIN,
+                ),
+            ),
+            version="SD 1.x Inpaint",
+        ),
+        ModelSpec(
+            "controlnet_sd1",
+            "SD1.x ControlNet (control_model.*); dead weights are holes, hint/zero convs random",
+            (
+                FileSpec(
+                    "control_net",
+                    "control_sd1.safetensors",
+                    "controlnet_sd1",
+                    rules=_FAITHFUL_ZEROS + _DEAD_UNET,
+                ),
+            ),
+            version="SD 1.x",
+        ),
+        ModelSpec(
+            "lora_sd1",
+            "kohya SD1 LoRA on attention projections present in both sd1 and sdxs, + CLIP layers",
+            (FileSpec("lora", "lora_sd1.safetensors", "derived:lora_sd1"),),
+            version="SD 1.x",
+        ),
+        ModelSpec(
+            "taesd",
+            "TAESD (tiny autoencoder) for SD1, encoder + decoder",
+            (FileSpec("taesd", "taesd.safetensors", "taesd", rules=_TAE),),
+            version="SD 1.x",
+        ),
+        ModelSpec(
+            "esrgan_x4",
+            "RRDBNet x4 (1 block) whose weights make it an exact nearest-neighbour x4 upscaler",
+            (
+                FileSpec(
+                    "upscaler", "esrgan_x4_nearest.safetensors", "derived:esrgan_x4", dtype="F32"
+                ),
+            ),
+        ),
+        ModelSpec(
+            "flux2_klein",
+            "Flux.2-klein style tiny DiT + its VAE + 1-layer Qwen3 text encoder",
+            (
+                FileSpec("diffusion_model", "klein_tiny_dit.safetensors", "flux2_klein_tiny"),
+                FileSpec(
+                    "vae",
+                    "klein_vae_tiny.safetensors",
+                    "flux2_klein_tiny",
+                    rules=_VAE_ENCODER_GAIN,
+                ),
+                FileSpec("llm", "qwen3_tiny.safetensors", "flux2_klein_tiny"),
+            ),
+            version="Flux.2 klein",
+        ),
+        ModelSpec(
+            "flux",
+            "Flux-style tiny DiT + slim ae + CLIP-L (no T5-XXL: its context is zeros)",
+            (
+                FileSpec("diffusion_model", "flux_tiny_dit.safetensors", "flux_tiny"),
+                FileSpec("vae", "flux_ae_tiny.safetensors", "flux_tiny", rules=_VAE_ENCODER_GAIN),
+                FileSpec("clip_l", "clip_l.safetensors", "flux_tiny"),
+            ),
+            version="Flux",
+        ),
+    )
+}
+
+
+def model(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown kit model {name!r}; known: {sorted(MODELS)}") from None
+
+
+def default_models() -> list[str]:
+    return [name for name, spec in MODELS.items() if spec.default]
