@@ -1,0 +1,165 @@
+"""Worker process, job store and queue with the fake engine (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sdcpp_service.server.engine import FakeEngine
+from sdcpp_service.server.jobs import Job, JobStore, new_id
+from sdcpp_service.server.scheduler import Scheduler
+from sdcpp_service.server.worker import Worker
+
+
+def job(steps: int = 2, model: str = "a", prompt: str = "p", **params: Any) -> Job:
+    fields = {"prompt": prompt, "steps": steps, "width": 64, "height": 64, "seed": 1, **params}
+    return Job(new_id(), "txt2img", model, fields)
+
+
+def run_with(
+    tmp_path: Path,
+    body: Callable[[Scheduler], Awaitable[None]],
+    step_seconds: float = 0.01,
+    max_queue: int = 100,
+) -> None:
+    async def main() -> None:
+        store = JobStore(tmp_path / "jobs.db")
+        worker = Worker(FakeEngine(step_seconds=step_seconds), tmp_path / "outputs", 60)
+        sched = Scheduler(store, worker, max_queue=max_queue)
+        await sched.start()
+        try:
+            await asyncio.wait_for(body(sched), 60)
+        finally:
+            await sched.stop()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_events_in_order_and_output_written(tmp_path: Path) -> None:
+    async def body(s: Scheduler) -> None:
+        j = job(steps=3)
+        s.submit(j)
+        events = [e async for e in s.events(j.id)]
+        kinds = [k for k, _ in events]
+        assert kinds[0] in ("queued", "started")
+        assert kinds[-1] == "completed"
+        steps = [d["step"] for k, d in events if k == "progress"]
+        assert steps == [1, 2, 3]
+        done = s.store.get(j.id)
+        assert done is not None and done.state == "completed" and done.result is not None
+        assert (tmp_path / "outputs" / done.result["outputs"][0]).is_file()
+
+    run_with(tmp_path, body)
+
+
+def test_cancel_running_then_next_job_runs(tmp_path: Path) -> None:
+    async def body(s: Scheduler) -> None:
+        slow, nxt = job(steps=500), job(steps=1)
+        s.submit(slow)
+        s.submit(nxt)
+        while s.current is None or s.current.progress is None:
+            await asyncio.sleep(0.02)
+        s.cancel(slow.id)
+        assert (await s.wait(slow.id)).state == "cancelled"
+        assert (await s.wait(nxt.id)).state == "completed"
+
+    run_with(tmp_path, body)
+
+
+def test_kill_worker_fails_job_and_recovers(tmp_path: Path) -> None:
+    async def body(s: Scheduler) -> None:
+        slow, nxt = job(steps=500), job(steps=1)
+        s.submit(slow)
+        s.submit(nxt)
+        while s.current is None or s.current.progress is None:
+            await asyncio.sleep(0.02)
+        pid = s.worker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        failed = await s.wait(slow.id)
+        assert failed.state == "failed" and failed.error is not None
+        assert failed.error["type"] == "WorkerDied"
+        assert (await s.wait(nxt.id)).state == "completed"
+        assert s.worker.pid != pid
+
+    run_with(tmp_path, body)
+
+
+def test_engine_error_is_data(tmp_path: Path) -> None:
+    async def body(s: Scheduler) -> None:
+        bad, odd = job(prompt="fail: boom"), job(width=65)
+        s.submit(bad)
+        s.submit(odd)
+        failed = await s.wait(bad.id)
+        assert failed.error is not None and "boom" in failed.error["message"]
+        wrong = await s.wait(odd.id)
+        assert wrong.error is not None and wrong.error["field"] == "width"
+
+    run_with(tmp_path, body)
+
+
+def test_queue_limit(tmp_path: Path) -> None:
+    from sdcpp_service.server.errors import QueueFull
+
+    async def body(s: Scheduler) -> None:
+        first = job(steps=500)
+        s.submit(first)
+        while s.current is None:
+            await asyncio.sleep(0.01)
+        s.submit(job())
+        s.submit(job())
+        try:
+            s.submit(job())
+        except QueueFull as exc:
+            assert exc.retry_after >= 1
+        else:
+            raise AssertionError("queue limit not enforced")
+        assert sorted(s.clear()) and not s.queue
+        s.cancel(first.id)
+
+    run_with(tmp_path, body, max_queue=2)
+
+
+def test_reordering_prefers_loaded_model_without_starvation(tmp_path: Path) -> None:
+    async def body(s: Scheduler) -> None:
+        s.loaded = "b|{}"
+        jobs = [job(model="a"), *(job(model="b") for _ in range(6))]
+        for j in jobs:
+            s.submit(j)
+        order: list[str] = []
+        async with s.lock:  # pick without running: the order the loop would take
+            while s.queue:
+                order.append(s._pick().job.id)
+        position = order.index(jobs[0].id)
+        assert 0 < position <= s.max_skips
+        for j in jobs:
+            s.store.finish(j, "cancelled")
+            s.live.pop(j.id, None)
+
+    run_with(tmp_path, body)
+
+
+def test_restart_recovers_queued_and_running(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    queued, crashed, twice = job(), job(), job()
+    for j in (queued, crashed, twice):
+        store.add(j, {"init_image": b"x"})
+    store.start(crashed)
+    store.start(twice)
+    store.requeue(twice)
+    store.start(twice)  # second attempt also died with the server
+    store.close()
+
+    async def body(s: Scheduler) -> None:
+        assert (await s.wait(queued.id)).state == "completed"
+        assert (await s.wait(crashed.id)).state == "completed"
+        gone = s.store.get(twice.id)
+        assert gone is not None and gone.state == "failed"
+        assert s.store.inputs(queued.id) == {}
+
+    run_with(tmp_path, body)
