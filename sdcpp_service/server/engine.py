@@ -83,7 +83,14 @@ class FakeEngine:
     loads: int = 0
 
     def start(self) -> dict[str, Any]:
-        return {"engine": "fake", "system_info": "fake engine", "physical_cores": 1}
+        return {
+            "engine": "fake",
+            "system_info": "fake engine",
+            "physical_cores": 1,
+            "samplers": ["euler", "euler_a", "dpm++2m", "lcm"],
+            "schedulers": ["discrete", "karras", "simple"],
+            "hires_upscalers": ["latent", "model"],
+        }
 
     def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
         key = f"{model}|{sorted(load.items())}"
@@ -141,7 +148,12 @@ class PipelineEngine:
     def start(self) -> dict[str, Any]:
         from sdcpp_service.engine import sdcpp
 
-        return sdcpp.system_info()
+        info = sdcpp.system_info()
+        nat = sdcpp.native()
+        info["samplers"] = list(nat.enum_names("sample_method"))
+        info["schedulers"] = list(nat.enum_names("scheduler"))
+        info["hires_upscalers"] = list(nat.enum_names("hires_upscaler"))
+        return info
 
     def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
         from sdcpp_service.engine.pipeline import Pipeline, resolve_load_options

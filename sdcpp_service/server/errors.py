@@ -10,7 +10,8 @@
         ├── Unauthorized            401
         ├── PayloadTooLarge         413
         ├── QueueFull               429 (``retry_after`` seconds)
-        └── JobNotDone              409 (a cancelled job asked for its result)
+        ├── JobNotDone              409 (a cancelled job asked for its result)
+        └── Timeout                 504 (a synchronous request waited too long)
 
 Dialects by path: ``/sdapi/…`` A1111 (FastAPI's ``detail`` shapes), ``/v1/…`` OpenAI
 (``{"error": {"message", "type", "param", "code"}}``), everything else native
@@ -66,6 +67,10 @@ class PayloadTooLarge(ServiceError):
 
 class JobNotDone(ServiceError):
     status, code = 409, "job_not_done"
+
+
+class Timeout(ServiceError):
+    status, code = 504, "timeout"
 
 
 class QueueFull(ServiceError):
@@ -159,6 +164,4 @@ def error_body(kind: str, exc: BaseException) -> tuple[int, dict[str, Any], dict
 
 async def handle(request: Request, exc: Exception) -> Response:
     status, body, headers = error_body(dialect(request.url.path), exc)
-    if status == 401:
-        headers.setdefault("WWW-Authenticate", 'Bearer, Basic realm="sdcpp"')
     return JSONResponse(body, status_code=status, headers=headers)

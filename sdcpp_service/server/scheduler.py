@@ -253,7 +253,8 @@ class Scheduler:
         spec = JobSpec(job.id, job.kind, job.model, job.load, params)
         t0 = time.perf_counter()
         try:
-            if live.cancel:
+            await self.worker.ensure()
+            if live.cancel:  # cancelled while the worker was (re)starting
                 raise Cancelled("cancelled")
             reply = await self.worker.call("run", spec, progress=lambda p: self._progress(live, p))
         except Cancelled:

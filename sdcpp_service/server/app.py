@@ -1,0 +1,75 @@
+"""``create_app(settings, engine=None)``: the Starlette application and its lifespan.
+
+Nothing lives at module level: the lifespan builds the :class:`Service` (job store, worker
+process, queue) and tears it down; routes reach it through ``request.app.state.service``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sdcpp_service.config import Settings
+from sdcpp_service.errors import SdcppError
+from sdcpp_service.server import errors
+from sdcpp_service.server.engine import Engine, PipelineEngine
+from sdcpp_service.server.routes import a1111, native, openai
+from sdcpp_service.server.security import Guard
+from sdcpp_service.server.service import ServerOptions, Service
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    options: ServerOptions | None = None,
+) -> Starlette:
+    """The service as an ASGI app. ``engine`` defaults to the real one (a warm Pipeline in a
+    worker process); tests pass :class:`~sdcpp_service.server.engine.FakeEngine`."""
+    settings = settings or Settings.from_env()
+    options = options or ServerOptions()
+    engine = engine if engine is not None else PipelineEngine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service = Service(settings, engine, options)
+        app.state.service = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    async def openapi(request: Request) -> Response:
+        from sdcpp_service.server.openapi import spec
+
+        return JSONResponse(spec())
+
+    routes = [
+        Route("/openapi.json", openapi),
+        *native.routes(),
+        *a1111.routes(),
+        *openai.routes(),
+    ]
+    guard = Middleware(
+        Guard,
+        api_keys=options.api_keys,
+        basic=options.api_auth,
+        max_body_bytes=options.max_body_bytes,
+    )
+    return Starlette(
+        routes=routes,
+        middleware=[guard],
+        lifespan=lifespan,
+        exception_handlers={
+            SdcppError: errors.handle,
+            HTTPException: errors.handle,
+            Exception: errors.handle,
+        },
+    )

@@ -1,0 +1,80 @@
+"""Helpers every dialect's routes share: the service handle, JSON bodies, images out, memory."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+
+from sdcpp_service.server.errors import ValidationFailed
+from sdcpp_service.server.service import Service
+
+MEDIA_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or 422 naming ``body``."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    import json
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed({"body": f"is not valid JSON ({exc})"}) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    return data
+
+
+def encode(path: Path, fmt: str = "png", quality: int | None = None, thumb: int = 0) -> bytes:
+    """An output file re-encoded as ``fmt`` (png, jpeg, webp), optionally as a thumbnail."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        image = im.convert("RGB") if fmt != "png" else im.copy()
+    if thumb:
+        image.thumbnail((thumb, thumb))
+    out = io.BytesIO()
+    kwargs: dict[str, Any] = {} if quality is None else {"quality": quality}
+    if fmt == "png" and not thumb:
+        return path.read_bytes()
+    image.save(out, format={"jpg": "JPEG"}.get(fmt, fmt.upper()), **kwargs)
+    return out.getvalue()
+
+
+def memory(pids: list[int | None]) -> dict[str, Any]:
+    """System RAM and the resident memory of the given processes (Linux /proc; else empty)."""
+    out: dict[str, Any] = {}
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        out["total_bytes"] = int(info["MemTotal"].split()[0]) * 1024
+        out["available_bytes"] = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    for label, pid in zip(("server_rss_bytes", "worker_rss_bytes"), pids, strict=False):
+        if pid is None:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out[label] = int(line.split()[1]) * 1024
+    out.setdefault("server_pid", os.getpid())
+    return out

@@ -1,0 +1,265 @@
+"""The native API under ``/api/v1``: asynchronous jobs, events, outputs, models, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from sdcpp_service._version import __version__
+from sdcpp_service.server import fields, models, sse
+from sdcpp_service.server.errors import ValidationFailed
+from sdcpp_service.server.jobs import STATES, Job
+from sdcpp_service.server.routes.common import MEDIA_TYPES, encode, json_body, memory, service
+from sdcpp_service.server.scheduler import OUTPUT_URL, progress_data
+from sdcpp_service.server.service import LOAD_SLOTS, Service, decode
+
+JOB_FIELDS = {
+    *fields.GENERATION,
+    *fields.IMAGE_FIELDS,
+    *LOAD_SLOTS,
+    "kind",
+    "model",
+    "loras",
+    "ref_images",
+}
+
+
+def job_view(svc: Service, job: Job, names: dict[str, str] | None = None) -> dict[str, Any]:
+    base = f"/api/v1/jobs/{job.id}"
+    names = names if names is not None else {}
+    view: dict[str, Any] = {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.state,
+        "model": names.get(job.model) or svc.model_name(job.model),
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "attempts": job.attempts,
+        "timings": job.timings(),
+        "params": job.params,
+        "position": svc.scheduler.position(job.id),
+        "progress": None,
+        "outputs": [],
+        "error": job.error,
+        "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"},
+    }
+    live = svc.scheduler.live.get(job.id)
+    if live is not None and live.progress is not None:
+        view["progress"] = progress_data(job.id, live.progress)
+    if job.result:
+        result = job.result
+        view["outputs"] = [
+            {"name": n, "url": OUTPUT_URL.format(n), "seed": s, "infotext": t}
+            for n, s, t in zip(
+                result["outputs"], result["seeds"], result.get("infotexts", []), strict=False
+            )
+        ]
+        view["seeds"] = result["seeds"]
+        view["timings"].update({f"engine_{k}": v for k, v in result.get("timings", {}).items()})
+    return view
+
+
+def _names(svc: Service) -> dict[str, str]:
+    return {str(e.path): e.name for e in models.scan(svc.model_dirs)}
+
+
+async def create_job(request: Request) -> Response:
+    svc = service(request)
+    body = await json_body(request)
+    errors = {k: "unknown field" for k in body if k not in JOB_FIELDS}
+    values, problems = fields.parse(body)
+    errors.update(problems)
+    loras, lora_error = fields.parse_loras(body.get("loras"))
+    if lora_error:
+        errors["loras"] = lora_error
+    images, problems = await decode(svc, body)
+    errors.update(problems)
+    load: dict[str, str] = {}
+    for slot in LOAD_SLOTS:
+        if body.get(slot) is not None:
+            if isinstance(body[slot], str):
+                load[slot] = body[slot]
+            else:
+                errors[slot] = "must be a model name"
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        errors["model"] = "must be a model name"
+        model = None
+    kind = body.get("kind", "txt2img")
+    job = svc.prepare(str(kind), values, images, loras, model, load, errors)
+    live = svc.submit(job, images)
+    view = job_view(svc, live.job)
+    return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
+
+
+async def get_job(request: Request) -> Response:
+    svc = service(request)
+    return JSONResponse(job_view(svc, svc.job(request.path_params["id"])))
+
+
+def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
+        raise ValidationFailed({name: f"must be a whole number between {lo} and {hi}"})
+    return int(raw)
+
+
+async def list_jobs(request: Request) -> Response:
+    svc = service(request)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in STATES:
+        raise ValidationFailed({"status": f"must be one of {', '.join(STATES)}"})
+    limit = _int_arg(request, "limit", 50, 1, 1000)
+    offset = _int_arg(request, "offset", 0, 0, 10**9)
+    jobs, total = svc.store.list_jobs(status, limit, offset)
+    names = _names(svc)
+    views = [job_view(svc, j, names) for j in jobs]
+    return JSONResponse({"jobs": views, "total": total, "limit": limit, "offset": offset})
+
+
+async def clear_queue(request: Request) -> Response:
+    return JSONResponse({"cancelled": service(request).scheduler.clear()})
+
+
+async def cancel_job(request: Request) -> Response:
+    svc = service(request)
+    job = svc.scheduler.cancel(request.path_params["id"])
+    return JSONResponse(job_view(svc, job), status_code=202 if job.state == "running" else 200)
+
+
+async def job_events(request: Request) -> Response:
+    svc = service(request)
+    svc.job(request.path_params["id"])  # 404 before the stream starts
+    return sse.event_stream(svc.scheduler.events(request.path_params["id"]))
+
+
+async def get_output(request: Request) -> Response:
+    svc = service(request)
+    path = svc.output_path(request.path_params["name"])
+    thumb = _int_arg(request, "thumb", 0, 0, 2048)
+    if not thumb:
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lower()])
+    fmt = "png" if path.suffix.lower() == ".png" else "webp"
+    data = await asyncio.to_thread(encode, path, fmt, None, thumb)
+    return Response(data, media_type=MEDIA_TYPES[f".{fmt}"])
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def _model_view(svc: Service, entry: models.ModelEntry) -> dict[str, Any]:
+    return {
+        **entry.to_dict(),
+        "sha256": svc.hashes.known(entry.path),
+        "loaded": str(entry.path) == svc.loaded_model(),
+    }
+
+
+async def list_models(request: Request) -> Response:
+    svc = service(request)
+    kind = request.query_params.get("kind")
+    entries = [e for e in models.scan(svc.model_dirs) if kind is None or e.kind == kind]
+    return JSONResponse({"models": [_model_view(svc, e) for e in entries]})
+
+
+async def inspect_model(request: Request) -> Response:
+    svc = service(request)
+    kinds = tuple(sorted(set(models.FOLDER_KINDS.values()) | {"checkpoint"}))
+    entry = models.resolve(request.path_params["name"], svc.model_dirs, kinds)
+    view = _model_view(svc, entry)
+    if request.query_params.get("hash") in ("1", "true"):
+        view["sha256"] = await asyncio.to_thread(svc.hashes.sha256, entry.path)
+    return JSONResponse(view)
+
+
+async def load_model(request: Request) -> Response:
+    svc = service(request)
+    body = await json_body(request)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise ValidationFailed({"model": "a model name is required"})
+    job = svc.prepare("txt2img", {}, {}, [], name, {k: body[k] for k in LOAD_SLOTS if k in body})
+    reply = await svc.scheduler.control("load", job.model, job.load)
+    return JSONResponse({"loaded": svc.model_name(job.model), **reply})
+
+
+async def unload_model(request: Request) -> Response:
+    await service(request).scheduler.control("unload")
+    return JSONResponse({"loaded": None})
+
+
+async def refresh_models(request: Request) -> Response:
+    return await list_models(request)
+
+
+# -- service ----------------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    svc = service(request)
+    current = svc.scheduler.current
+    return JSONResponse(
+        {
+            "status": "ok",
+            "worker": "ready" if svc.worker.alive and svc.worker.info else "starting",
+            "queued": len(svc.scheduler.queue),
+            "running": current.job.id if current else None,
+        }
+    )
+
+
+async def version(request: Request) -> Response:
+    info = service(request).worker.info
+    return JSONResponse(
+        {
+            "version": __version__,
+            "bindings_version": info.get("bindings_version"),
+            "engine_version": info.get("engine_version"),
+            "engine_commit": info.get("engine_commit"),
+        }
+    )
+
+
+async def system(request: Request) -> Response:
+    svc = service(request)
+    info = {k: v for k, v in svc.worker.info.items() if k not in ("samplers", "schedulers")}
+    loaded = svc.loaded_model()
+    return JSONResponse(
+        {
+            "engine": info,
+            "threads": svc.settings.default_threads,
+            "memory": memory([None, svc.worker.pid]),
+            "loaded_model": svc.model_name(loaded) if loaded else None,
+            "worker": {"pid": svc.worker.pid, "starts": svc.worker.starts},
+            "queued": len(svc.scheduler.queue),
+            "data_dir": str(svc.settings.data_dir),
+            "model_dirs": [str(d) for d in svc.model_dirs],
+        }
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/health", health),
+        Route("/version", version),
+        Route("/system", system),
+        Route("/api/v1/jobs", create_job, methods=["POST"]),
+        Route("/api/v1/jobs", list_jobs, methods=["GET"]),
+        Route("/api/v1/jobs", clear_queue, methods=["DELETE"]),
+        Route("/api/v1/jobs/{id}", get_job, methods=["GET"]),
+        Route("/api/v1/jobs/{id}/cancel", cancel_job, methods=["POST"]),
+        Route("/api/v1/jobs/{id}/events", job_events, methods=["GET"]),
+        Route("/api/v1/outputs/{name}", get_output, methods=["GET"]),
+        Route("/api/v1/models", list_models, methods=["GET"]),
+        Route("/api/v1/models/load", load_model, methods=["POST"]),
+        Route("/api/v1/models/unload", unload_model, methods=["POST"]),
+        Route("/api/v1/models/refresh", refresh_models, methods=["POST"]),
+        Route("/api/v1/models/{name:path}", inspect_model, methods=["GET"]),
+    ]

@@ -1,0 +1,61 @@
+"""Fixtures: a service app on the fake engine (fast), in a temporary data dir and model folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from sdcpp_service.config import Settings
+from sdcpp_service.server.app import create_app
+from sdcpp_service.server.engine import FakeEngine
+from sdcpp_service.server.service import ServerOptions
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model folder with two fake checkpoints, a VAE and a LoRA (the fake engine reads none)."""
+    root = tmp_path / "models"
+    for rel in (
+        "checkpoints/alpha.safetensors",
+        "checkpoints/sub/beta.gguf",
+        "vae/myvae.safetensors",
+        "loras/style.safetensors",
+    ):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * 16)
+    return root
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, model_dir: Path) -> Iterator[MakeClient]:
+    """``make_client(step_seconds=0.0, **ServerOptions)`` → a started TestClient (closed after)."""
+    clients: list[TestClient] = []
+
+    def make(step_seconds: float = 0.0, data: str = "data", **options: object) -> TestClient:
+        settings = Settings(data_dir=tmp_path / data, model_dirs=(model_dir,), threads=1)
+        app = create_app(
+            settings,
+            FakeEngine(step_seconds=step_seconds),
+            ServerOptions(worker_start_timeout=60, **options),  # type: ignore[arg-type]
+        )
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in reversed(clients):
+            client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()

@@ -1,0 +1,179 @@
+"""The native API (/api/v1) on the fake engine."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from typing import Any
+
+from PIL import Image
+from starlette.testclient import TestClient
+
+from tests.server.conftest import MakeClient
+
+
+def png(width: int = 64, height: int = 64, colour: str = "red") -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def wait_done(client: TestClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_txt2img_job_lifecycle(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/jobs", json={"prompt": "a fox", "width": 64, "height": 64, "steps": 3, "seed": 7}
+    )
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    done = wait_done(client, job["id"])
+    assert done["status"] == "completed", done
+    assert done["model"] == "alpha"
+    out = done["outputs"][0]
+    assert out["seed"] == 7 and "Seed: 7" in out["infotext"]
+    image = client.get(out["url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(image.content)).size == (64, 64)
+    thumb = client.get(out["url"] + "?thumb=16")
+    assert Image.open(io.BytesIO(thumb.content)).size == (16, 16)
+    events = sse_events(client.get(f"/api/v1/jobs/{job['id']}/events").text)
+    assert events[-1][0] == "completed" and events[-1][1]["seeds"] == [7]
+    listing = client.get("/api/v1/jobs?status=completed").json()
+    assert listing["total"] == 1 and listing["jobs"][0]["id"] == job["id"]
+
+
+def test_events_stream_in_order(make_client: MakeClient) -> None:
+    client = make_client(step_seconds=0.02)
+    job = client.post(
+        "/api/v1/jobs", json={"prompt": "x", "width": 64, "height": 64, "steps": 5}
+    ).json()
+    with client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r.read().decode())
+    kinds = [k for k, _ in events]
+    assert kinds[0] in ("queued", "started") and kinds[-1] == "completed"
+    steps = [d["step"] for k, d in events if k == "progress"]
+    assert steps == sorted(steps) and steps[-1] == 5
+    assert events[-1][1]["outputs"][0].startswith("/api/v1/outputs/")
+
+
+def test_validation_names_fields(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/jobs",
+        json={"prompt": 3, "steps": 0, "width": "wide", "bogus": 1, "kind": "img2img"},
+    )
+    assert r.status_code == 422
+    fields = r.json()["error"]["fields"]
+    assert set(fields) >= {"prompt", "steps", "width", "bogus", "init_image"}
+    r = client.post(
+        "/api/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "body" in r.json()["error"]["fields"]
+    r = client.post("/api/v1/jobs", json=[1, 2])
+    assert r.status_code == 422
+    r = client.post(
+        "/api/v1/jobs", json={"prompt": "x", "init_image": "!!notbase64", "kind": "img2img"}
+    )
+    assert r.status_code == 422 and "init_image" in r.json()["error"]["fields"]
+    r = client.post("/api/v1/jobs", json={"prompt": "x", "sampler": "nope"})
+    assert r.status_code == 422 and "sampler" in r.json()["error"]["fields"]
+
+
+def test_model_names_cannot_escape_the_folders(client: TestClient, tmp_path: Any) -> None:
+    outside = tmp_path / "secret.safetensors"
+    outside.write_bytes(b"x")
+    for name in (str(outside), "../secret.safetensors", "../../etc/passwd", "/etc/passwd"):
+        r = client.post("/api/v1/jobs", json={"prompt": "x", "model": name})
+        assert r.status_code == 422, name
+        assert "model" in r.json()["error"]["fields"]
+    r = client.post("/api/v1/jobs", json={"prompt": f"x <lora:{outside}:1>"})
+    assert r.status_code == 422 and "lora" in r.json()["error"]["fields"]
+    r = client.post("/api/v1/jobs", json={"prompt": "x", "loras": [{"name": str(outside)}]})
+    assert r.status_code == 422
+    r = client.post(
+        "/api/v1/jobs", json={"prompt": "x <lora:style:0.5>", "model": "sub/beta", "vae": "myvae"}
+    )
+    assert r.status_code == 202, r.text
+    r = client.get("/api/v1/outputs/..%2Fjobs.sqlite")
+    assert r.status_code == 404
+    r = client.get("/api/v1/models/..%2F..%2Fsecret")
+    assert r.status_code == 422
+
+
+def test_models_and_service_endpoints(client: TestClient) -> None:
+    models = client.get("/api/v1/models").json()["models"]
+    names = {(m["kind"], m["name"]) for m in models}
+    assert {("checkpoint", "alpha"), ("checkpoint", "sub/beta"), ("vae", "myvae")} <= names
+    assert client.get("/api/v1/models/sub/beta").json()["filename"] == "beta.gguf"
+    assert client.post("/api/v1/models/load", json={"model": "alpha"}).json()["loaded"] == "alpha"
+    assert client.get("/system").json()["loaded_model"] == "alpha"
+    assert client.post("/api/v1/models/unload").status_code == 200
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/version").json()["version"]
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/jobs" in spec["paths"]
+
+
+def test_cancel_and_clear(make_client: MakeClient) -> None:
+    client = make_client(step_seconds=0.05)
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 100}
+    first = client.post("/api/v1/jobs", json=body).json()
+    second = client.post("/api/v1/jobs", json=body).json()
+    third = client.post("/api/v1/jobs", json={**body, "steps": 1}).json()
+    assert client.delete("/api/v1/jobs").json()["cancelled"] == [second["id"], third["id"]]
+    client.post(f"/api/v1/jobs/{first['id']}/cancel")
+    assert wait_done(client, first["id"])["status"] == "cancelled"
+    again = client.post("/api/v1/jobs", json={**body, "steps": 1}).json()
+    assert wait_done(client, again["id"])["status"] == "completed"
+    assert client.get("/api/v1/jobs/nope").status_code == 404
+
+
+def test_queue_full_is_429(make_client: MakeClient) -> None:
+    client = make_client(step_seconds=0.05, max_queue=1)
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 100}
+    client.post("/api/v1/jobs", json=body)
+    codes = [client.post("/api/v1/jobs", json=body).status_code for _ in range(3)]
+    assert 429 in codes
+    r = client.post("/api/v1/jobs", json=body)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    client.delete("/api/v1/jobs")
+
+
+def test_limits(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=2000, max_steps=10, max_pixels=128 * 128)
+    r = client.post("/api/v1/jobs", json={"prompt": "x" * 5000})
+    assert r.status_code == 413
+    r = client.post("/api/v1/jobs", json={"prompt": "x", "steps": 11, "width": 256, "height": 256})
+    assert r.status_code == 422 and {"steps", "width"} <= set(r.json()["error"]["fields"])
+
+
+def test_auth(make_client: MakeClient) -> None:
+    client = make_client(api_keys=("k1", "k2"), api_auth=("user:pw",))
+    assert client.get("/health").status_code == 200
+    assert client.get("/api/v1/jobs").status_code == 401
+    assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer k2"}).status_code == 200
+    assert client.get("/api/v1/jobs", auth=("user", "pw")).status_code == 200
+    assert client.get("/api/v1/jobs", auth=("user", "no")).status_code == 401
+    r = client.get("/v1/models")
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
