@@ -1,0 +1,27 @@
+"""Model intelligence: read headers, detect architectures, inspect and hash model files.
+
+``inspect(path)`` reads a file's header only (never its weights) and says what it is, which
+loader slot takes it, what it contains and what it still needs.
+"""
+
+from __future__ import annotations
+
+from sdcpp_service.models.archs import Defaults, Need
+from sdcpp_service.models.detect import Detection, detect
+from sdcpp_service.models.hashing import FileHash, hash_file
+from sdcpp_service.models.headers import Header, TensorInfo, read_header
+from sdcpp_service.models.inspect import ModelInfo, inspect
+
+__all__ = [
+    "Defaults",
+    "Detection",
+    "FileHash",
+    "Header",
+    "ModelInfo",
+    "Need",
+    "TensorInfo",
+    "detect",
+    "hash_file",
+    "inspect",
+    "read_header",
+]

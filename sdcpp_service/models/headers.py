@@ -1,0 +1,212 @@
+"""Read tensor names, shapes and dtypes from model files without reading any weights.
+
+Every reader costs the same on a 20 MB or a 20 GB file: it reads the header (safetensors'
+JSON, GGUF's key/value and tensor tables, a PyTorch archive's ``data.pkl``) and checks that
+the tensors it announces fit inside the file. Anything truncated, corrupt or absurd is an
+:class:`~sdcpp_service.errors.InvalidModelFile` raised before any large read.
+
+Formats are told apart by their first bytes, never by the file extension.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdcpp_service.errors import InvalidModelFile, UnsupportedModel
+
+#: A safetensors header larger than this is refused (real ones are a few MB at most).
+MAX_JSON_HEADER = 64 * 1024 * 1024
+
+#: Bytes per element of the safetensors dtypes.
+SAFETENSORS_ITEMSIZE: dict[str, int] = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor: shape in PyTorch order (outermost first) and dtype name (``F16``, ``Q4_0``…)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a header says: tensors, free-form metadata, and the container format."""
+
+    path: str
+    format: str  # "safetensors" | "gguf" | "pytorch" | "pytorch-legacy" | "diffusers"
+    tensors: Mapping[str, TensorInfo]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    size: int = 0
+
+
+def read_header(path: str | Path) -> Header:
+    """Read the header of a model file or diffusers folder; never reads weights."""
+    p = Path(path)
+    if p.is_dir():
+        return read_diffusers(p)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except IsADirectoryError:  # pragma: no cover - raced with is_dir
+        return read_diffusers(p)
+    except OSError as exc:
+        raise InvalidModelFile(p, f"cannot read: {exc.strerror or exc}") from None
+    if head[:4] == b"GGUF":
+        from sdcpp_service.models._gguf import read_gguf
+
+        return read_gguf(p)
+    if head[:4] == b"PK\x03\x04":
+        from sdcpp_service.models._torch import read_torch_zip
+
+        return read_torch_zip(p)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return read_safetensors(p)
+    if len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        from sdcpp_service.models._torch import read_torch_legacy
+
+        return read_torch_legacy(p)
+    if not head:
+        raise InvalidModelFile(p, "empty file")
+    raise InvalidModelFile(p, "not a safetensors, GGUF or PyTorch file")
+
+
+def read_safetensors(path: str | Path) -> Header:
+    """Parse a safetensors header (u64 length + JSON) and check every tensor fits the file."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        raw = fh.read(8)
+        if len(raw) < 8:
+            raise InvalidModelFile(p, "truncated safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if n < 2 or n > MAX_JSON_HEADER:
+            raise InvalidModelFile(p, f"absurd safetensors header length {n}")
+        if 8 + n > size:
+            raise InvalidModelFile(p, f"truncated: header of {n} bytes but file has {size}")
+        text = fh.read(n)
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidModelFile(p, "safetensors header is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidModelFile(p, "safetensors header is not a JSON object")
+    data_size = size - 8 - n
+    meta_raw = doc.pop("__metadata__", None) or {}
+    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta_raw.items()}
+    tensors: dict[str, TensorInfo] = {}
+    for name, info in doc.items():
+        tensors[name] = _safetensors_entry(p, name, info, data_size)
+    return Header(str(p), "safetensors", tensors, metadata, size)
+
+
+def _safetensors_entry(p: Path, name: str, info: object, data_size: int) -> TensorInfo:
+    if not isinstance(info, dict):
+        raise InvalidModelFile(p, f"tensor '{name}': entry is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or not isinstance(shape, list) or not isinstance(offsets, list):
+        raise InvalidModelFile(p, f"tensor '{name}': missing dtype, shape or data_offsets")
+    if len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidModelFile(p, f"tensor '{name}': bad shape {shape}")
+    if len(offsets) != 2 or not all(type(o) is int for o in offsets):
+        raise InvalidModelFile(p, f"tensor '{name}': bad data_offsets")
+    begin, end = offsets
+    if begin < 0 or end < begin:
+        raise InvalidModelFile(p, f"tensor '{name}': bad data_offsets {offsets}")
+    if end > data_size:
+        raise InvalidModelFile(p, f"truncated: tensor '{name}' ends past the end of the file")
+    item = SAFETENSORS_ITEMSIZE.get(dtype)
+    info_t = TensorInfo(tuple(shape), dtype)
+    if item is not None and info_t.numel * item != end - begin:
+        raise InvalidModelFile(p, f"tensor '{name}': {end - begin} bytes for shape {shape} {dtype}")
+    return info_t
+
+
+#: diffusers pipeline component folder → name prefix, as the engine's own diffusers loader uses.
+DIFFUSERS_COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("unet", "unet."),
+    ("transformer", "transformer."),
+    ("vae", "vae."),
+    ("text_encoder", "te."),
+    ("text_encoder_2", "te.1."),
+    ("text_encoder_3", "te.2."),
+)
+
+_WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors",
+    "model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "model.fp16.safetensors",
+)
+_INDEX_FILES = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
+
+
+def read_diffusers(folder: str | Path) -> Header:
+    """A diffusers pipeline folder: ``model_index.json`` plus one header per component."""
+    d = Path(folder)
+    index = d / "model_index.json"
+    if not index.is_file():
+        raise UnsupportedModel(d, "a folder, but not a diffusers pipeline (no model_index.json)")
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise InvalidModelFile(index, "model_index.json is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidModelFile(index, "model_index.json is not a JSON object")
+    tensors: dict[str, TensorInfo] = {}
+    found: list[str] = []
+    size = 0
+    for component, prefix in DIFFUSERS_COMPONENTS:
+        for header in _component_headers(d / component):
+            found.append(component)
+            size += header.size
+            for name, info in header.tensors.items():
+                tensors[prefix + name] = info
+    metadata = {
+        "diffusers.class_name": str(doc.get("_class_name", "")),
+        "diffusers.components": ",".join(dict.fromkeys(found)),
+    }
+    return Header(str(d), "diffusers", tensors, metadata, size)
+
+
+def _component_headers(sub: Path) -> list[Header]:
+    if not sub.is_dir():
+        return []
+    for name in _WEIGHT_FILES:
+        if (sub / name).is_file():
+            return [read_safetensors(sub / name)]
+    for name in _INDEX_FILES:
+        idx = sub / name
+        if idx.is_file():
+            try:
+                weight_map = json.loads(idx.read_text(encoding="utf-8"))["weight_map"]
+                shards = sorted(set(weight_map.values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                raise InvalidModelFile(idx, "not a valid safetensors index") from None
+            return [read_safetensors(sub / str(s)) for s in shards]
+    return []
