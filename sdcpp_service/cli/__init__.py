@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdcpp_service.cli import backend, generate, info, models
+from sdcpp_service.cli import backend, generate, info, models, serve
 
 app = typer.Typer(
     name="sdcpp",
@@ -23,6 +23,7 @@ app.command("inpaint", help="Inpainting: `generate` with --init-image and --mask
 )
 app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
+app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 
 

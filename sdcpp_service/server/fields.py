@@ -51,6 +51,14 @@ GENERATION: dict[str, Field] = {
     "canny": Field(bool),
     "vae_tiling": Field(bool),
     "cache_mode": Field(str),
+    "hires": Field(bool),
+    "hires_upscaler": Field(str),
+    "hires_model": Field(str),
+    "hires_scale": Field(float, 1, 8),
+    "hires_width": Field(int, 0, 8192),
+    "hires_height": Field(int, 0, 8192),
+    "hires_steps": Field(int, 0, 1000),
+    "hires_denoise": Field(float, 0, 1),
 }
 
 IMAGE_FIELDS = ("init_image", "mask", "control_image")

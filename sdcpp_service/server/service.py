@@ -168,6 +168,19 @@ class Service:
                 overrides[slot] = str(entry.path)
             except InvalidRequest as exc:
                 problems[slot] = exc.reason
+        values = dict(values)
+        if values.get("hires_model"):
+            try:
+                found = models.resolve(values["hires_model"], self.model_dirs, ("upscaler",))
+                values["hires_model"] = str(found.path)
+            except InvalidRequest as exc:
+                problems["hires_model"] = exc.reason
+        if values.get("hires"):
+            scale = float(values.get("hires_scale", 2.0))
+            hw = values.get("hires_width") or int(width * scale)
+            hh = values.get("hires_height") or int(height * scale)
+            if hw * hh * batch > self.options.max_pixels:
+                problems.setdefault("hires_scale", f"{hw}x{hh} × {batch} is over the limit")
         try:
             _, tags = lora_mod.split_prompt(str(values.get("prompt", "")))
             models.check_lora_names([n for n, _ in [*loras, *tags]], self.model_dirs)

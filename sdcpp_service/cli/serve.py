@@ -1,0 +1,92 @@
+"""``sdcpp serve``: the HTTP service (native, A1111 and OpenAI APIs) on one port."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sdcpp_service.cli._errors import fail, handle_errors
+from sdcpp_service.cli._options import ThreadsOpt
+
+Opt = typer.Option
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, Opt("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, Opt("--port", help="Port to listen on.")] = 7860,
+    models: Annotated[
+        list[Path] | None, Opt("--models", help="Model folder (repeatable; adds to SDCPP_MODELS).")
+    ] = None,
+    api_key: Annotated[
+        list[str] | None, Opt("--api-key", help="Bearer API key clients must send (repeatable).")
+    ] = None,
+    api_auth: Annotated[
+        list[str] | None, Opt("--api-auth", help="Basic-auth credentials user:pass (A1111 style).")
+    ] = None,
+    max_queue: Annotated[int, Opt("--max-queue", help="Queued jobs before 429.")] = 100,
+    preload: Annotated[
+        str | None, Opt("--preload", help="Model to load at start (and the default model).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, Opt("--data-dir", help="Job database and outputs (default: SDCPP_DATA_DIR).")
+    ] = None,
+    insecure: Annotated[
+        bool, Opt("--insecure", help="Allow a non-loopback --host without --api-key/--api-auth.")
+    ] = False,
+    threads: ThreadsOpt = 0,
+    log_level: Annotated[str, Opt("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the engine over HTTP: /api/v1 (jobs, SSE), /sdapi/v1 (A1111), /v1 (OpenAI)."""
+    from sdcpp_service.config import Settings
+    from sdcpp_service.server.app import create_app
+    from sdcpp_service.server.service import ServerOptions
+
+    keys = tuple(k for k in api_key or [] if k)
+    creds = tuple(api_auth or [])
+    for cred in creds:
+        user, sep, password = cred.partition(":")
+        if not sep or not user or not password:
+            raise fail(f"--api-auth '{cred.partition(':')[0]}:…' must be user:password")
+    if not is_loopback(host) and not (keys or creds) and not insecure:
+        raise fail(
+            f"refusing to serve on {host} without credentials: add --api-key KEY "
+            "(or --api-auth user:pass), or --insecure if the network is trusted"
+        )
+    if not 1 <= max_queue <= 100_000:
+        raise fail("--max-queue must be between 1 and 100000")
+    settings = Settings.from_env()
+    if models:
+        settings = settings.with_model_dirs(tuple(m.expanduser() for m in models))
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir.expanduser())
+    if threads:
+        settings = replace(settings, threads=threads)
+    options = ServerOptions(
+        api_keys=keys, api_auth=creds, max_queue=max_queue, preload=preload or ""
+    )
+    app = create_app(settings, options=options)
+    if preload:  # fail now, not in the background, when the name is wrong
+        from sdcpp_service.server import models as catalog
+
+        catalog.resolve(preload, settings.model_dirs, field="preload")
+    import uvicorn
+
+    typer.echo(
+        f"sdcpp serve: http://{host}:{port}  (models: {', '.join(map(str, settings.model_dirs))})",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
