@@ -129,13 +129,18 @@ def _esrgan(
     )  # fmt: skip
 
 
-#: Files that are neither a main model nor a VAE/text encoder (bare files only).
-OTHER_RULES: tuple[Rule, ...] = (
+#: PhotoMaker ID encoders (their files also carry LoRA weights, so they are tried first).
+PHOTOMAKER_RULES: tuple[Rule, ...] = (
     Rule("photomaker", "photomaker", (Has("qformer_perceiver."),), variant="v2",
          component="photomaker", details={"note": "the engine loads PhotoMaker v2 only when "
                                           "'v2' appears in the file path"}),
     Rule("photomaker", "photomaker", (Has("fuse_module.mlp1.fc1.weight"),), variant="v1",
          component="photomaker"),
+)  # fmt: skip
+
+#: Files that are neither a main model nor a VAE/text encoder (bare files only).
+OTHER_RULES: tuple[Rule, ...] = (
+    *PHOTOMAKER_RULES,
     _esrgan("x4", Has(_RRDB_OLD), Has("model.0.weight"), MaxIndex("model", 8)),
     _esrgan("x2", Has(_RRDB_OLD), Has("model.0.weight"), MaxIndex("model", 5, 7)),
     _esrgan("x1", Has(_RRDB_OLD), Has("model.0.weight"), MaxIndex("model", 0, 4)),

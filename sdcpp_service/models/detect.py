@@ -51,36 +51,56 @@ class Detection:
     details: Mapping[str, str | int] = field(default_factory=dict)
 
 
+def _looks_like_lora(text: str) -> bool:
+    if "lora" not in text and "hada_" not in text and "lokr_" not in text:
+        return False  # the common case, decided by three substring scans
+    pattern = "(?:" + "|".join(re.escape(sfx) for sfx in C.LORA_SUFFIXES) + ")$"
+    return re.search(pattern, text, re.MULTILINE) is not None
+
+
+def _line_end(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end
+
+
 class View:
-    """The names of one component with indexes for the table's key syntax."""
+    """The names of one component, searched with the table's key syntax.
+
+    Names are joined into one newline-separated text and each key becomes one anchored regex
+    search over it (C speed, no per-name Python loop); results are memoised per key.
+    """
 
     def __init__(self, shapes: Mapping[str, Shape]) -> None:
         self.shapes = shapes
-        self.suffix: dict[str, str] = {}
-        self.prefixes: set[str] = set()
-        self.max_index: dict[str, int] = {}
-        for name in shapes:
-            parts = name.split(".")
-            for i in range(len(parts)):
-                self.suffix.setdefault(".".join(parts[i:]), name)
-            acc = ""
-            for part in parts[:-1]:
-                acc += part + "."
-                self.prefixes.add(acc)
-            if len(parts) > 2 and parts[1].isdigit():
-                idx = int(parts[1])
-                if idx > self.max_index.get(parts[0], -1):
-                    self.max_index[parts[0]] = idx
+        self.text = "\n".join(shapes)
+        self._found: dict[str, str | None] = {}
+
+    def _name(self, alt: str) -> str | None:
+        """The first name matching one alternative of a key, or None."""
+        if alt in self._found:
+            return self._found[alt]
+        text, found, n = self.text, None, len(alt)
+        if alt.endswith("."):  # a block prefix: must start a name
+            i = 0 if text.startswith(alt) else text.find("\n" + alt) + 1
+            if i > 0 or text.startswith(alt):
+                found = text[i : _line_end(text, i)]
+        else:  # a tail: must end a name at a dot boundary
+            i = text.find(alt)
+            while i >= 0:
+                end = i + n
+                if (end == len(text) or text[end] == "\n") and (i == 0 or text[i - 1] in ".\n"):
+                    found = text[text.rfind("\n", 0, i) + 1 : end]
+                    break
+                i = text.find(alt, i + 1)
+        self._found[alt] = found
+        return found
 
     def has(self, key: str) -> bool:
-        for alt in key.split("|"):
-            if (alt in self.prefixes) if alt.endswith(".") else (alt in self.suffix):
-                return True
-        return False
+        return any(self._name(alt) is not None for alt in key.split("|"))
 
     def shape(self, key: str) -> Shape | None:
         for alt in key.split("|"):
-            name = self.suffix.get(alt)
+            name = self._name(alt)
             if name is not None:
                 return self.shapes[name]
         return None
@@ -91,6 +111,10 @@ class View:
             return None
         return shape[axis]
 
+    def max_index(self, block: str) -> int:
+        found = re.findall(f"^{re.escape(block)}\\.(\\d+)\\.", self.text, re.MULTILINE)
+        return max((int(i) for i in found), default=-1)
+
     def holds(self, cond: Cond) -> bool:
         if isinstance(cond, Has):
             return self.has(cond.key)
@@ -99,7 +123,7 @@ class View:
         if isinstance(cond, Dim):
             return self.dim(cond.key, cond.axis) in cond.values
         if isinstance(cond, MaxIndex):
-            return cond.low <= self.max_index.get(cond.block, -1) <= cond.high
+            return cond.low <= self.max_index(cond.block) <= cond.high
         raise TypeError(cond)  # pragma: no cover
 
     def first(self, rules: Iterable[Rule]) -> Rule | None:
@@ -113,15 +137,26 @@ def split_groups(shapes: Mapping[str, Shape]) -> dict[str, tuple[str, dict[str, 
     """Names → {prefix: (group type, {name without prefix: shape})}; bare names under ``""``."""
     by_head: dict[str, list[tuple[str, str]]] = {}
     for prefix, gtype in GROUP_PREFIXES:
-        by_head.setdefault(prefix.split(".", 1)[0], []).append((prefix, gtype))
+        by_head.setdefault(prefix.partition(".")[0], []).append((prefix, gtype))
+    names_by_head: dict[str, list[str]] = {}
+    for name in shapes:
+        names_by_head.setdefault(name.partition(".")[0], []).append(name)
     groups: dict[str, tuple[str, dict[str, Shape]]] = {}
-    for name, shape in shapes.items():
-        prefix, gtype = "", "bare"
-        for cand, ctype in by_head.get(name.split(".", 1)[0], ()):
-            if name.startswith(cand):
-                prefix, gtype = cand, ctype
-                break
-        groups.setdefault(prefix, (gtype, {}))[1][name[len(prefix) :]] = shape
+    bare: dict[str, Shape] = {}
+    for head, names in names_by_head.items():
+        cands = by_head.get(head)
+        if cands is None:  # the common case for bare files: no per-name work
+            bare.update((n, shapes[n]) for n in names)
+            continue
+        for name in names:
+            for cand, ctype in cands:
+                if name.startswith(cand):
+                    groups.setdefault(cand, (ctype, {}))[1][name[len(cand) :]] = shapes[name]
+                    break
+            else:
+                bare[name] = shapes[name]
+    if bare:
+        groups[""] = ("bare", bare)
     return groups
 
 
@@ -233,13 +268,11 @@ def detect(tensors: Mapping[str, TensorInfo] | Mapping[str, Shape]) -> Detection
     }
     if not shapes:
         return None
-    groups = split_groups(shapes)
-    if any(n.endswith(C.LORA_SUFFIXES) for n in shapes):
-        if not any("fuse_module." in n or "qformer_perceiver." in n for n in shapes):
-            return _lora(shapes)
-        full = View(shapes)  # PhotoMaker files carry a LoRA too
-        rule = full.first(C.OTHER_RULES)
+    full = View(shapes)
+    if _looks_like_lora(full.text):
+        rule = full.first(C.PHOTOMAKER_RULES)  # PhotoMaker files carry a LoRA too
         return _component(rule, full) if rule else _lora(shapes)
+    groups = split_groups(shapes)
     found = _embedding(shapes)
     if found is not None:
         return found
@@ -252,7 +285,7 @@ def detect(tensors: Mapping[str, TensorInfo] | Mapping[str, Shape]) -> Detection
     candidates = [View(d) for g, d in groups.values() if g == "control"]
     if len(groups) == 1 and "" not in groups:
         candidates.append(View(next(iter(groups.values()))[1]))
-    candidates.append(View(shapes))
+    candidates.append(full)
     for view in candidates:
         for table in (CONTROL_RULES, MODEL_RULES, C.VAE_RULES, C.TE_RULES, C.OTHER_RULES):
             rule = view.first(table)

@@ -11,6 +11,7 @@ Formats are told apart by their first bytes, never by the file extension.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -48,10 +49,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -125,15 +123,18 @@ def read_safetensors(path: str | Path) -> Header:
     return Header(str(p), "safetensors", tensors, metadata, size)
 
 
+_INT_ONLY = frozenset({int})
+
+
 def _safetensors_entry(p: Path, name: str, info: object, data_size: int) -> TensorInfo:
-    if not isinstance(info, dict):
+    if type(info) is not dict:
         raise InvalidModelFile(p, f"tensor '{name}': entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if not isinstance(dtype, str) or not isinstance(shape, list) or not isinstance(offsets, list):
+    if type(dtype) is not str or type(shape) is not list or type(offsets) is not list:
         raise InvalidModelFile(p, f"tensor '{name}': missing dtype, shape or data_offsets")
-    if len(shape) > 8 or not all(type(d) is int and d >= 0 for d in shape):
+    if len(shape) > 8 or (shape and (not set(map(type, shape)) <= _INT_ONLY or min(shape) < 0)):
         raise InvalidModelFile(p, f"tensor '{name}': bad shape {shape}")
-    if len(offsets) != 2 or not all(type(o) is int for o in offsets):
+    if len(offsets) != 2 or not set(map(type, offsets)) <= _INT_ONLY:
         raise InvalidModelFile(p, f"tensor '{name}': bad data_offsets")
     begin, end = offsets
     if begin < 0 or end < begin:
@@ -141,10 +142,9 @@ def _safetensors_entry(p: Path, name: str, info: object, data_size: int) -> Tens
     if end > data_size:
         raise InvalidModelFile(p, f"truncated: tensor '{name}' ends past the end of the file")
     item = SAFETENSORS_ITEMSIZE.get(dtype)
-    info_t = TensorInfo(tuple(shape), dtype)
-    if item is not None and info_t.numel * item != end - begin:
+    if item is not None and math.prod(shape) * item != end - begin:
         raise InvalidModelFile(p, f"tensor '{name}': {end - begin} bytes for shape {shape} {dtype}")
-    return info_t
+    return TensorInfo(tuple(shape), dtype)
 
 
 #: diffusers pipeline component folder → name prefix, as the engine's own diffusers loader uses.
