@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdcpp_service.cli import backend, generate, info, models, serve
+from sdcpp_service.cli import backend, convert, generate, info, models, serve
 
 app = typer.Typer(
     name="sdcpp",
@@ -25,6 +25,7 @@ app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
+app.command("convert")(convert.convert)
 
 
 def main() -> None:

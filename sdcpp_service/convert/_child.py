@@ -1,0 +1,153 @@
+"""The engine side of one conversion: ``python -m sdcpp_service.convert._child``.
+
+The engine's ``convert`` is one blocking C call that cannot be cancelled, so it runs here, in a
+process the parent (:mod:`sdcpp_service.convert.run`) can kill at any moment; the parent owns
+every path and renames the output only when this process reports success.
+
+Protocol, one JSON object per line: this process writes ``ready`` (the engine's weight types
+and version) on its stdout, reads one job line from stdin (EOF: exit without work), then writes
+``progress``…, ``log``…, ``converted``, optionally ``verified``, and ``done``. The engine's own
+prints go to stderr, never into the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from typing import IO, Any
+
+_LEVELS = {logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "error"}
+
+
+class _Channel:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, event: str, **data: Any) -> None:
+        line = json.dumps({"event": event, **data})
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class _Forward(logging.Handler):
+    """Engine warnings and errors → ``log`` events (the parent decides what to show)."""
+
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__(logging.WARNING)
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = _LEVELS.get(record.levelno, "warning")
+        self.channel.send("log", level=level, text=record.getMessage())
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies, so an orphan never keeps writing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - best effort
+        pass
+
+
+def _maxrss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def _verify(job: dict[str, Any], channel: _Channel) -> None:
+    from sdcpp_service.config import Settings
+    from sdcpp_service.engine.pipeline import Pipeline
+    from sdcpp_service.types import LoadOptions
+
+    spec = job["verify"]
+    slots = {spec["slot"]: job["output"], **spec.get("with", {})}
+    options = LoadOptions(**slots, vae_decode_only=True)
+    t0 = time.perf_counter()
+    with Pipeline(options, Settings.from_env(), hash_fn=None) as pipe:
+        load_s = time.perf_counter() - t0
+        size: list[int] = []
+        gen_s = 0.0
+        if spec.get("generate", True):
+            t1 = time.perf_counter()
+            images = pipe.generate("a lighthouse", steps=1, width=64, height=64, seed=1)
+            gen_s = time.perf_counter() - t1
+            if not images:
+                raise RuntimeError("the engine returned no image")
+            size = list(images[0].size)
+    channel.send("verified", load_s=load_s, gen_s=gen_s, image=size)
+
+
+def main() -> int:
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # engine printf output goes to stderr, never into the protocol
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _die_with_parent()
+    channel = _Channel(proto)
+    logger = logging.getLogger("sdcpp_service.engine")
+    logger.addHandler(_Forward(channel))
+    logger.propagate = False
+
+    from sdcpp_service.convert._engine import engine_types
+    from sdcpp_service.engine.context import runtime
+    from sdcpp_service.engine.sdcpp import bindings_version
+
+    rt = runtime()
+    lib = rt.native.lib
+    channel.send(
+        "ready",
+        types=engine_types().to_json(),
+        engine={
+            "bindings": bindings_version(),
+            "version": lib.sd_version().decode("utf-8", "replace"),
+            "commit": lib.sd_commit().decode("utf-8", "replace"),
+        },
+    )
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    job = json.loads(line)
+
+    def on_progress(p: Any) -> None:
+        channel.send("progress", step=p.step, total=p.total)
+
+    mark = rt.log.mark()
+    t0 = time.perf_counter()
+    with rt.progress.attached(on_progress, "convert"):
+        ok = bool(
+            lib.convert(
+                job["source"].encode("utf-8"),
+                (job.get("vae") or "").encode("utf-8"),
+                job["output"].encode("utf-8"),
+                int(job["type_id"]),
+                job["rules"].encode("utf-8"),
+                False,
+            )
+        )
+    seconds = time.perf_counter() - t0
+    errors = rt.log.since(mark, 3)
+    channel.send("converted", ok=ok, seconds=seconds, errors=errors[-5:])
+    if ok and job.get("verify"):
+        try:
+            _verify(job, channel)
+        except Exception as exc:  # reported, the parent fails the conversion
+            channel.send("verify_failed", message=f"{type(exc).__name__}: {exc}")
+    channel.send("done", maxrss=_maxrss_bytes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Our metadata for a converted file: a sidecar ``<output>.json`` (the engine writes no GGUF keys).
+
+Rewriting the GGUF to add key/value pairs would copy the whole file again; a sidecar costs
+nothing and any tool can read it. :func:`read_sidecar` is what ``sdcpp models inspect`` uses::
+
+    {"format": "sdcpp-convert/1", "tool": "sdcpp-service 0.1.0",
+     "engine": {"bindings": "0.4.7", "version": "...", "commit": "..."},
+     "architecture": "sdxs_512_ds", "kind": "model", "slot": "model",
+     "type": "q8_0", "rules": ["..."],
+     "source": {"name": "sdxs.safetensors", "sha256": "...", "bytes": 882592118, "format": "safetensors"},
+     "vae": null, "output": {"name": "sdxs-q8_0.gguf", "bytes": 682846848, "tensors": 610,
+     "types": {"q8_0": 290, "f16": 300, "f32": 20}}, "created": "2025-01-01T00:00:00Z"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import threading
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdcpp_service._version import __version__
+from sdcpp_service.config import Settings
+from sdcpp_service.convert.plan import Plan
+
+if TYPE_CHECKING:
+    from sdcpp_service.convert.source import Source
+
+FORMAT = "sdcpp-convert/1"
+log = logging.getLogger("sdcpp_service.convert")
+
+
+def sidecar_path(output: str | Path) -> Path:
+    p = Path(output)
+    return p.with_name(p.name + ".json")
+
+
+def read_sidecar(output: str | Path) -> dict[str, Any] | None:
+    """The metadata ``sdcpp convert`` recorded for ``output``, or None (absent or foreign)."""
+    try:
+        data = json.loads(sidecar_path(output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def own_maxrss() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def log_engine(event: dict[str, Any]) -> None:
+    level = logging.ERROR if event.get("level") == "error" else logging.WARNING
+    log.log(level, "engine: %s", event.get("text", ""))
+
+
+class Hasher:
+    """SHA-256 of the source (and baked VAE) in a thread, overlapping the conversion.
+
+    Uses :func:`sdcpp_service.models.hash_file`, so a file hashed before (same size and mtime)
+    costs nothing. Diffusers folders get no single hash.
+    """
+
+    def __init__(self, source: Source, settings: Settings) -> None:
+        self.files = [p for p in (source.path, source.vae) if p is not None and p.is_file()]
+        self.settings = settings
+        self.hashes: dict[str, str] = {}
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from sdcpp_service.models import hash_file
+
+        try:
+            for p in self.files:
+                self.hashes[str(p)] = hash_file(p, self.settings).sha256
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Nothing to stop: a daemon thread that only reads; forgotten on failure."""
+
+    def result(self) -> dict[str, str]:
+        self._thread.join()
+        if self.error is not None:
+            log.warning("could not hash the source: %s", self.error)
+        return self.hashes
+
+
+def record(
+    source: Source,
+    plan: Plan,
+    output: Path,
+    written: int,
+    engine: dict[str, Any],
+    hashes: dict[str, str],
+) -> dict[str, Any]:
+    """The sidecar's content."""
+
+    def file_entry(p: Path, fmt: str) -> dict[str, Any]:
+        size = p.stat().st_size if p.is_file() else source.info.size
+        return {"name": p.name, "sha256": hashes.get(str(p)), "bytes": size, "format": fmt}
+
+    return {
+        "format": FORMAT,
+        "tool": f"sdcpp-service {__version__}",
+        "engine": dict(engine),
+        "architecture": source.info.arch,
+        "variant": source.info.variant,
+        "kind": source.info.kind,
+        "slot": source.slot,
+        "type": plan.qtype,
+        "rules": [r.spec() for r in plan.rules],
+        "source": file_entry(source.path, source.info.format),
+        "vae": file_entry(source.vae, source.vae_format) if source.vae else None,
+        "output": {
+            "name": output.name,
+            "bytes": written,
+            "tensors": len(plan.tensors),
+            "types": dict(Counter(t.target for t in plan.tensors).most_common()),
+        },
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
