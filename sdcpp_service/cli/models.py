@@ -1,4 +1,4 @@
-"""``sdcpp models …``: inspect and hash model files."""
+"""``sdcpp models …``: inspect, hash, list and plan model files."""
 
 from __future__ import annotations
 
@@ -95,3 +95,72 @@ def hash_cmd(
         return
     for r in results:
         typer.echo(f"{r.sha256}  [{r.short}]  {r.path}")
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only this kind (model, vae, lora, …).")
+    ] = None,
+    as_json: JsonOption = False,
+    all_files: Annotated[
+        bool, typer.Option("--all", help="Also list unreadable and unsupported files.")
+    ] = False,
+) -> None:
+    """List the model folders' files by kind, with their unique short names."""
+    from sdcpp_service.config import Settings
+    from sdcpp_service.models import scan
+
+    catalog = scan(Settings.from_env())
+    entries = [
+        e
+        for e in catalog.entries
+        if (kind is None or e.kind == kind)
+        and (all_files or (e.info is not None and e.info.supported))
+    ]
+    if as_json:
+        typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        roots = ", ".join(str(r.path) for r in catalog.roots) or "none"
+        typer.echo(f"no models found (folders: {roots})", err=True)
+        return
+    width = max(len(e.name) for e in entries)
+    for e in sorted(entries, key=lambda e: (e.kind, e.name)):
+        what = e.info.title if e.info else f"error: {e.error}"
+        if e.info and not e.info.supported:
+            what += f" (unsupported: {e.info.reason})"
+        typer.echo(f"{e.kind:<12} {e.name:<{width}}  {what}")
+
+
+@app.command("plan")
+@handle_errors
+def plan_cmd(
+    model: Annotated[str, typer.Argument(help="A model name from `sdcpp models list`, or a path.")],
+    vae: Annotated[str | None, typer.Option("--vae", help="VAE file or name.")] = None,
+    clip_l: Annotated[str | None, typer.Option("--clip-l", help="CLIP-L file or name.")] = None,
+    clip_g: Annotated[str | None, typer.Option("--clip-g", help="CLIP-G file or name.")] = None,
+    t5xxl: Annotated[str | None, typer.Option("--t5xxl", help="T5-XXL/umT5 file or name.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="LLM text encoder file or name.")] = None,
+    clip_vision: Annotated[
+        str | None, typer.Option("--clip-vision", help="CLIP vision file or name.")
+    ] = None,
+    taesd: Annotated[str | None, typer.Option("--taesd", help="Tiny autoencoder.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show which file goes to which loader slot for MODEL (components found by content)."""
+    from sdcpp_service.config import Settings
+    from sdcpp_service.models import plan
+
+    given = {"vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl, "llm": llm,
+             "clip_vision": clip_vision, "taesd": taesd}  # fmt: skip
+    overrides = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
+    result = plan(model, overrides, Settings.from_env())
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(f"{result.info.name}: {result.info.title}")
+    width = max(len(s) for s in result.slots)
+    for slot, path in result.slots.items():
+        typer.echo(f"  {slot:<{width}}  {path}  [{result.sources[slot]}]")

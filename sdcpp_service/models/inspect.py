@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,16 @@ class ModelInfo:
         """``arch (variant)`` for display."""
         base = self.arch or self.kind
         return f"{base} ({self.variant})" if self.variant else base
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelInfo:
+        """Inverse of :meth:`to_dict` (used by the catalog cache)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["needs"] = tuple(Need(**n) for n in data.get("needs") or ())
+        values["contains"] = tuple(data.get("contains") or ())
+        values["defaults"] = Defaults(**data["defaults"]) if data.get("defaults") else None
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

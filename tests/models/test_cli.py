@@ -62,3 +62,45 @@ def test_hash(tmp_path: Path) -> None:
     assert data[0]["short"] == data[0]["sha256"][:10]
     again = runner.invoke(app, ["models", "hash", str(a)])
     assert again.stdout.split()[:2] == [hashlib.sha256(b"aaa").hexdigest(), f"[{data[0]['short']}]"]
+
+
+def _folder(root: Path) -> None:
+    write_safetensors(root / "flux1-dev.safetensors", L.flux())
+    write_safetensors(root / "ae.safetensors", L.kl_vae(16))
+    write_safetensors(root / "clip_l.safetensors", L.clip_text(768))
+    (root / "junk.safetensors").write_bytes(b"junk")
+
+
+def test_list(tmp_path: Path) -> None:
+    _folder(tmp_path / "models")
+    result = runner.invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {d["name"]: d["info"]["kind"] for d in json.loads(result.stdout)} == {
+        "flux1-dev": "model", "ae": "vae", "clip_l": "text_encoder",
+    }  # fmt: skip
+    result = runner.invoke(app, ["models", "list", "--kind", "vae"])
+    assert result.stdout.split() == ["vae", "ae", "flux"]
+    result = runner.invoke(app, ["models", "list", "--all"])
+    assert "junk" in result.stdout and "error:" in result.stdout
+
+
+def test_plan(tmp_path: Path) -> None:
+    _folder(tmp_path / "models")
+    write_safetensors(tmp_path / "models" / "t5xxl.safetensors", L.t5(32128))
+    result = runner.invoke(app, ["models", "plan", "flux1-dev", "--json"])
+    assert result.exit_code == 0, result.output
+    slots = json.loads(result.stdout)["slots"]
+    assert {k: Path(v).name for k, v in slots.items()} == {
+        "diffusion_model_path": "flux1-dev.safetensors", "vae_path": "ae.safetensors",
+        "clip_l_path": "clip_l.safetensors", "t5xxl_path": "t5xxl.safetensors",
+    }  # fmt: skip
+    human = runner.invoke(app, ["models", "plan", "flux1-dev", "--t5xxl", "none"])
+    assert human.exit_code == 0 and "t5xxl_path" not in human.stdout
+
+
+def test_plan_missing_component_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    _folder(tmp_path / "models")
+    result = runner.invoke(app, ["models", "plan", "flux1-dev"])
+    assert result.exit_code == 4
+    assert result.stderr.count("\n") == 1
+    assert "needs a t5xxl" in result.stderr and "try: sdcpp pull" in result.stderr
