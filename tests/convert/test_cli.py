@@ -1,0 +1,106 @@
+"""``sdcpp convert`` as a user runs it: exit codes, one-line errors, Ctrl-C safety, --plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sdcpp_service.convert import plan_conversion
+from tests.synth.kit import Kit
+
+pytestmark = pytest.mark.engine
+
+CLI = [sys.executable, "-c", "from sdcpp_service.cli import main; main()", "convert"]
+
+
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "SDCPP_DATA_DIR": str(tmp_path / "data")}
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=env(tmp_path), timeout=600
+    )
+
+
+def test_sigint_leaves_no_output(kit: Kit, tmp_path: Path) -> None:
+    dst = tmp_path / "out.gguf"
+    proc = subprocess.Popen(
+        [*CLI, str(kit.path("sdxs")), "-o", str(dst), "--type", "q8_0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(tmp_path),
+    )
+    tmp = tmp_path / "out.gguf.incomplete"
+    deadline = time.monotonic() + 60
+    while not tmp.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tmp.exists(), "the conversion never started"
+    time.sleep(0.5)  # the engine is now converting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "error: interrupted"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out.gguf")] == []
+
+
+def test_existing_output_needs_force(kit: Kit, tmp_path: Path) -> None:
+    dst = tmp_path / "taesd-f16.gguf"
+    dst.write_bytes(b"old")
+    r = run(tmp_path, str(kit.path("taesd")), "-o", str(tmp_path), "--type", "f16")
+    assert r.returncode == 3
+    assert r.stderr.strip() == f"error: {dst}: already exists; pass --force to overwrite"
+    assert dst.read_bytes() == b"old"
+    assert not (tmp_path / "taesd-f16.gguf.incomplete").exists()
+
+    r = run(tmp_path, str(kit.path("taesd")), "-o", str(tmp_path), "--type", "f16", "--force")
+    assert r.returncode == 0, r.stderr
+    assert dst.stat().st_size > 1000 and "taesd.safetensors" in r.stdout
+    assert (tmp_path / "taesd-f16.gguf.json").is_file()
+
+
+def test_truncated_input_is_refused_before_work(kit: Kit, tmp_path: Path) -> None:
+    data = kit.path("taesd").read_bytes()
+    src = tmp_path / "cut.safetensors"
+    src.write_bytes(data[: len(data) // 2])
+    t0 = time.monotonic()
+    r = run(tmp_path, str(src), "--type", "q8_0")
+    assert r.returncode == 4
+    assert r.stderr.startswith(f"error: {src}: truncated") and len(r.stderr.splitlines()) == 1
+    assert time.monotonic() - t0 < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.safetensors"]
+
+
+def test_plan_json_writes_nothing(kit: Kit, tmp_path: Path) -> None:
+    src = kit.path("sdxs")
+    r = run(tmp_path, str(src), "--type", "q4_k", "--rule", "attn2=q8_0", "--plan", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    want = plan_conversion(src, "q4_k", ["attn2=q8_0"])
+    assert got["output_bytes"] == want.output_bytes
+    assert {t["name"]: t["target"] for t in got["tensors"]} == want.types()
+    assert got["rules"][0]["pattern"] == "attn2" and got["rules"][0]["origin"] == "user"
+    assert got["output"] == str(src.parent / "sdxs-q4_k.gguf")
+    assert not (src.parent / "sdxs-q4_k.gguf").exists()
+
+    text = run(tmp_path, str(src), "--type", "q4_k", "--plan")
+    assert text.returncode == 0
+    assert "projected output:" in text.stdout.splitlines()[-1]
+
+
+def test_types_and_bad_type(kit: Kit, tmp_path: Path) -> None:
+    r = run(tmp_path, "--list-types")
+    types = r.stdout.split()
+    assert {"f16", "q8_0", "q4_0", "q4_k"} <= set(types) and "q8_1" not in types
+    r = run(tmp_path, str(kit.path("taesd")), "--type", "q9")
+    assert r.returncode == 2 and r.stderr.startswith("error: type: unknown type 'q9'")
+    r = run(tmp_path, str(kit.path("taesd")), "--rule", "x")
+    assert r.returncode == 2 and "REGEX=TYPE" in r.stderr
