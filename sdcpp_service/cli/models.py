@@ -164,3 +164,33 @@ def plan_cmd(
     width = max(len(s) for s in result.slots)
     for slot, path in result.slots.items():
         typer.echo(f"  {slot:<{width}}  {path}  [{result.sources[slot]}]")
+
+
+@app.command("pull")
+@handle_errors
+def pull_cmd(
+    repo_or_recipe: Annotated[
+        str, typer.Argument(help="A Hugging Face repository (then FILE…) or a recipe name.")
+    ],
+    files: Annotated[list[str] | None, typer.Argument(help="Files in the repository.")] = None,
+    dest: Annotated[
+        Path | None, typer.Option("--dir", help="Target folder (default: ./models).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Download model files from the Hugging Face Hub and say what each one is.
+
+    Recipes fetch a model with everything it needs: sd1.5, sdxl, sdxl-turbo, flux-schnell,
+    wan2.1-t2v-1.3b, taesd."""
+    from sdcpp_service.config import Settings
+    from sdcpp_service.models import pull
+
+    results = pull(repo_or_recipe, files or (), Settings.from_env(), dest=dest, force=force)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    for r in results:
+        what = f"{r.info.kind} {r.info.title}" if r.info else f"unreadable: {r.error}"
+        state = "downloaded" if r.downloaded else "present"
+        typer.echo(f"{state:<10} {r.path}  ({what})")

@@ -14,6 +14,7 @@ from sdcpp_service.models.catalog import Catalog, Entry, scan
 from sdcpp_service.models.detect import Detection, detect
 from sdcpp_service.models.hashing import FileHash, hash_file
 from sdcpp_service.models.headers import Header, TensorInfo, read_header
+from sdcpp_service.models.hub import Pulled, pull
 from sdcpp_service.models.inspect import ModelInfo, inspect
 
 __all__ = [
@@ -26,11 +27,13 @@ __all__ = [
     "LoadPlan",
     "ModelInfo",
     "Need",
+    "Pulled",
     "TensorInfo",
     "detect",
     "hash_file",
     "inspect",
     "plan",
+    "pull",
     "read_header",
     "scan",
 ]

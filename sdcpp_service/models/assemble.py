@@ -19,9 +19,10 @@ from sdcpp_service.errors import InvalidRequest, MissingComponent, UnsupportedMo
 from sdcpp_service.models.archs import Need
 from sdcpp_service.models.catalog import Catalog, Entry, scan
 from sdcpp_service.models.components import COMPONENT_SLOTS
+from sdcpp_service.models.hub import PULL_COMMAND
 from sdcpp_service.models.inspect import ModelInfo, inspect
 
-#: Where to fetch a component: need (component, family, variant) → ``sdcpp pull REPO FILE``.
+#: Where to fetch a component: need (component, family, variant) → ``REPO FILE`` to pull.
 PULL_HINTS: dict[tuple[str, str | None, str | None], str] = {
     ("vae", "flux", None): "black-forest-labs/FLUX.1-schnell ae.safetensors",
     ("vae", "flux2", None): "Comfy-Org/flux2-dev split_files/vae/flux2-vae.safetensors",
@@ -89,7 +90,7 @@ def satisfies(info: ModelInfo, need: Need) -> bool:
 def hint(need: Need) -> str | None:
     for key in ((need.component, need.family, need.variant), (need.component, need.family, None)):
         if key in PULL_HINTS:
-            return f"sdcpp pull {PULL_HINTS[key]}"
+            return f"{PULL_COMMAND} {PULL_HINTS[key]}"
     return None
 
 

@@ -116,10 +116,17 @@ class Catalog:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """Model files and diffusers folders under ``folder`` (hidden folders skipped)."""
+    """Model files and diffusers folders under ``folder`` (hidden folders skipped; symlinked
+    folders followed once, so a link cycle cannot loop)."""
     if not folder.is_dir():
         return
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
         if "model_index.json" in filenames and Path(dirpath) != folder:
             dirnames.clear()
             yield Path(dirpath)
@@ -173,8 +180,12 @@ def scan(
     with FileCache(settings.data_dir) as cache:
         known = cache.get_many(_CACHE_KIND) if use_cache else {}
         for path in paths:
-            key = str(path.resolve())
-            size, mtime = _stat_key(path)
+            try:
+                key = str(path.resolve())
+                size, mtime = _stat_key(path)
+            except OSError as exc:  # a dangling link, a file removed mid-scan…
+                results[str(path)] = (None, exc.strerror or str(exc))
+                continue
             hit = known.get(key)
             if hit is not None and hit[:2] == (size, mtime):
                 stats["cached"] += 1

@@ -9,6 +9,7 @@ import pytest
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidRequest, MissingComponent, UnknownName, UnsupportedModel
 from sdcpp_service.models import plan
+from sdcpp_service.models.hub import PULL_COMMAND
 from tests.models import layouts as L
 from tests.models.corpus import write_gguf, write_safetensors
 
@@ -114,7 +115,7 @@ def test_missing_component_names_kind_and_pull_command(root: Path) -> None:
     exc = err.value
     assert exc.kind == "t5xxl"
     assert exc.looked_for and "t5xxl" in exc.looked_for[0]
-    assert exc.hint and exc.hint.startswith("sdcpp pull ")
+    assert exc.hint and exc.hint.startswith(PULL_COMMAND + " ")
     assert "needs a t5xxl (t5xxl_path)" in str(exc) and str(root) in str(exc)
 
 

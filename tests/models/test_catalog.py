@@ -115,3 +115,12 @@ def test_cache_makes_rescans_cheap_and_notices_changes(tmp_path: Path) -> None:
     assert third.stats["read"] == 1
     assert third.find("f000").kind == "text_encoder"
     assert scan(settings, roots=[root], use_cache=False).stats["read"] == 100
+
+
+def test_links_and_dangling_files(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    write_safetensors(root / "sub" / "ae.safetensors", L.kl_vae(16))
+    (root / "sub" / "loop").symlink_to(root)  # a cycle
+    (root / "gone.safetensors").symlink_to(tmp_path / "missing.safetensors")
+    cat = scan(_settings(), roots=[root])
+    assert {e.name: e.kind for e in cat.entries} == {"ae": "vae", "gone": "invalid"}
