@@ -75,3 +75,10 @@ class FileCache:
             "INSERT OR REPLACE INTO entries (kind, path, size, mtime_ns, value) VALUES (?,?,?,?,?)",
             (kind, path, size, mtime_ns, value),
         )
+
+    def drop_other(self, prefix: str, keep: str) -> None:
+        """Delete entries whose kind starts with ``prefix`` but is not ``keep`` (stale versions)."""
+        self.db.execute(
+            "DELETE FROM entries WHERE kind LIKE ? AND kind != ?",
+            (prefix.replace("%", "") + "%", keep),
+        )

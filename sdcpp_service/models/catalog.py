@@ -9,6 +9,7 @@ folder is re-listed from the cache without opening a single model file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,7 +35,17 @@ A1111_FOLDERS = (
 _TAG = re.compile(
     r"[-_.](q\d(_[01k])?(_[sml])?|iq\d\w*|f16|fp16|bf16|f32|fp32|fp8(_e4m3fn)?(_scaled)?)$", re.I
 )
-_CACHE_KIND = "model-info-v1"
+
+
+def cache_kind() -> str:
+    """The cache namespace: changes whenever the detection tables change, so a new release's
+    detection never serves an old one's cached answers."""
+    from sdcpp_service._version import __version__
+    from sdcpp_service.models import archs, components
+
+    tables = (archs.MODEL_RULES, archs.CONTROL_RULES, archs.GROUP_PREFIXES, components.VAE_RULES,
+              components.TE_RULES, components.OTHER_RULES, components.LORA_FAMILIES, __version__)  # fmt: skip
+    return "model-info-" + hashlib.sha256(repr(tables).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -177,8 +188,10 @@ def scan(
     paths = list(dict.fromkeys(p for r in root_list for f in r.folders() for p in _walk(f)))
     results: dict[str, tuple[ModelInfo | None, str | None]] = {}
     stats = {"files": len(paths), "cached": 0, "read": 0}
+    kind = cache_kind()
     with FileCache(settings.data_dir) as cache:
-        known = cache.get_many(_CACHE_KIND) if use_cache else {}
+        cache.drop_other("model-info-", keep=kind)
+        known = cache.get_many(kind) if use_cache else {}
         for path in paths:
             try:
                 key = str(path.resolve())
@@ -198,7 +211,7 @@ def scan(
                 info, error = None, exc.reason
             results[str(path)] = (info, error)
             value = {"error": error} if info is None else {"info": info.to_dict()}
-            cache.put(_CACHE_KIND, key, size, mtime, json.dumps(value))
+            cache.put(kind, key, size, mtime, json.dumps(value))
     naming = _names(list(results))
     entries = tuple(
         Entry(naming[p][0], p, info, error, naming[p][1]) for p, (info, error) in results.items()

@@ -124,3 +124,16 @@ def test_links_and_dangling_files(tmp_path: Path) -> None:
     (root / "gone.safetensors").symlink_to(tmp_path / "missing.safetensors")
     cat = scan(_settings(), roots=[root])
     assert {e.name: e.kind for e in cat.entries} == {"ae": "vae", "gone": "invalid"}
+
+
+def test_changing_the_tables_invalidates_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdcpp_service.models import archs
+
+    root = tmp_path / "m"
+    write_safetensors(root / "ae.safetensors", L.kl_vae(16))
+    assert scan(_settings(), roots=[root]).stats["read"] == 1
+    assert scan(_settings(), roots=[root]).stats["read"] == 0
+    monkeypatch.setattr(archs, "MODEL_RULES", archs.MODEL_RULES[:-1])
+    assert scan(_settings(), roots=[root]).stats["read"] == 1
