@@ -29,6 +29,7 @@ from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, Lo
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
+    from sdcpp_service.models import ModelInfo, inspect, plan, pull, scan
 
 __all__ = [
     "GenerateRequest",
@@ -39,15 +40,27 @@ __all__ = [
     "LoadOptions",
     "Lora",
     "MissingComponent",
+    "ModelInfo",
     "Pipeline",
     "Progress",
     "SdcppError",
     "Settings",
     "UnknownName",
     "__version__",
+    "inspect",
+    "plan",
+    "pull",
+    "scan",
 ]
 
-_LAZY = {"Pipeline": "sdcpp_service.engine.pipeline"}
+_LAZY = {
+    "Pipeline": "sdcpp_service.engine.pipeline",
+    "ModelInfo": "sdcpp_service.models",
+    "inspect": "sdcpp_service.models",
+    "plan": "sdcpp_service.models",
+    "pull": "sdcpp_service.models",
+    "scan": "sdcpp_service.models",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,9 @@ app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
+app.command("pull", help="Download model files or a recipe from the Hugging Face Hub.")(
+    models.pull_cmd
+)
 app.command("convert")(convert.convert)
 
 

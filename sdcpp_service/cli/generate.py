@@ -124,9 +124,11 @@ def generate(
     negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
     width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
     height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,
-    steps: Annotated[int, Opt("--steps", help="Sampling steps.")] = 20,
-    cfg: Annotated[float, Opt("--cfg", help="CFG scale.")] = 7.0,
-    guidance: Annotated[float, Opt("--guidance", help="Distilled guidance (Flux).")] = 3.5,
+    steps: Annotated[
+        int | None, Opt("--steps", help="Sampling steps (default: suits the model).")
+    ] = None,
+    cfg: Annotated[float | None, Opt("--cfg", help="CFG scale (default: suits the model).")] = None,
+    guidance: Annotated[float | None, Opt("--guidance", help="Distilled guidance (Flux).")] = None,
     seed: Annotated[int, Opt("--seed", "-s", help="Seed; -1 picks one.")] = -1,
     sampler: Annotated[
         str | None, Opt("--sampler", help="e.g. euler_a, dpm++2m, 'Euler a'.")

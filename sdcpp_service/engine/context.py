@@ -41,8 +41,14 @@ class EngineLog:
     def __init__(self, nat: Native) -> None:
         self.lines: deque[tuple[int, int, str]] = deque(maxlen=500)
         self.seq = 0
+        self._lib = nat.lib
         self._cb = nat.lib.sd_log_callback(self._on_log)
-        nat.lib.sd_set_log_callback(self._cb, None)
+        self.install()
+
+    def install(self) -> None:
+        """(Re)install our callback: the engine's log hook is process-wide and other code
+        (the bindings' own wrapper, test fixtures) may have replaced it."""
+        self._lib.sd_set_log_callback(self._cb, None)
 
     def _on_log(self, level: int, text: bytes | None, _data: Any) -> None:
         line = (text or b"").decode("utf-8", "replace").rstrip()
@@ -70,6 +76,7 @@ class ProgressHub:
         self.target: ProgressCallback | None = None
         self.started = 0.0
         self.phase = "sampling"
+        self._lib = nat.lib
         self._cb = nat.lib.sd_progress_callback(self._on_progress)
         nat.lib.sd_set_progress_callback(self._cb, None)
 
@@ -89,6 +96,7 @@ class ProgressHub:
     @contextmanager
     def attached(self, target: ProgressCallback | None, phase: str = "sampling") -> Iterator[None]:
         self.target, self.started, self.phase = target, time.perf_counter(), phase
+        self._lib.sd_set_progress_callback(self._cb, None)
         try:
             yield
         finally:
@@ -184,6 +192,7 @@ class Context:
         params.max_vram = options.max_vram
         self._params = params
         with ENGINE_LOCK:
+            rt.log.install()
             mark = rt.log.mark()
             t0 = time.perf_counter()
             ctx = lib.new_sd_ctx(ctypes.byref(params))

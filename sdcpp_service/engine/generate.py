@@ -217,6 +217,7 @@ def generate(
     params, resolved = build_params(ctx, req, seed, keep)
     rt = runtime()
     with ENGINE_LOCK, rt.progress.attached(progress):
+        rt.log.install()
         mark = rt.log.mark()
         t_native = time.perf_counter()
         ptr = rt.native.lib.generate_image(ctx.handle, ctypes.byref(params))

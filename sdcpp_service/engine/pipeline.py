@@ -39,45 +39,57 @@ _REQUEST_FIELDS = {f.name for f in dataclasses.fields(GenerateRequest)}
 _ALIASES = {"negative": "negative_prompt", "cfg": "cfg_scale", "batch_count": "batch", "n": "batch"}
 
 HashFn = Callable[[str], str]
+#: Request fields where None is meaningful (engine default), not "unset".
+_NULLABLE = {"eta", "flow_shift", "image_cfg_scale", "sampler", "scheduler"}
 
 
-def resolve_load_options(
+#: LoadOptions fields the model planner does not resolve (passed through as given).
+_PASS_THROUGH = ("high_noise_diffusion_model", "llm_vision")
+
+
+def plan_model(
     model: str | Path,
     settings: Settings,
     slot: str | None = None,
     **overrides: Any,
-) -> LoadOptions:
-    """A model (path or catalog name) plus component overrides → complete load options."""
+) -> tuple[LoadOptions, Any]:
+    """A model (path or catalog name) plus component overrides -> load options and its info.
+
+    Detection reads the file's header and picks the loader slot; missing components (VAE, text
+    encoders) are found in the catalog or reported as ``MissingComponent``."""
+    from sdcpp_service.models import plan
+
     unknown = set(overrides) - _LOAD_FIELDS
     if unknown:
         raise InvalidRequest(sorted(unknown)[0], "not a load option of Pipeline.load")
-    components = {k: str(v) for k, v in overrides.items() if k in COMPONENT_SLOTS and v}
-    slots = _resolve_model(str(model), slot, components)
-    rest = {k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS}
-    if "embeddings" in rest:
-        rest["embeddings"] = tuple(str(e) for e in rest["embeddings"])
-    fields: dict[str, Any] = {**slots, **rest}
-    return LoadOptions(**fields)
-
-
-def _resolve_model(model: str, slot: str | None, components: dict[str, str]) -> dict[str, str]:
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise InvalidRequest("model", f"no such model file '{model}'")
-    key = slot or "model"
-    if key not in ("model", "diffusion_model"):
+    if slot not in (None, "model", "diffusion_model"):
         raise InvalidRequest("slot", f"'{slot}' is not model or diffusion_model")
-    return {key: str(path), **components}
+    comps = {k: str(v) for k, v in overrides.items() if k in COMPONENT_SLOTS and v}
+    passed = {k: comps.pop(k) for k in _PASS_THROUGH if k in comps}
+    for main in ("model", "diffusion_model"):
+        if main in comps:
+            raise InvalidRequest(main, "give the main model as the first argument")
+    load_plan = plan(model, comps, settings)
+    fields: dict[str, Any] = {}
+    for arg, path in load_plan.slots.items():
+        key = arg.removesuffix("_path")
+        if key in _LOAD_FIELDS:
+            fields[key] = path
+    if slot is not None and slot not in fields:  # the user forces the other loader slot
+        other = "diffusion_model" if slot == "model" else "model"
+        fields[slot] = fields.pop(other)
+    fields.update(passed)
+    fields.update({k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS})
+    if "embeddings" in fields:
+        fields["embeddings"] = tuple(str(e) for e in fields["embeddings"])
+    return LoadOptions(**fields), load_plan.info
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def resolve_load_options(
+    model: str | Path, settings: Settings, slot: str | None = None, **overrides: Any
+) -> LoadOptions:
+    """Only the load options of :func:`plan_model` (what decides whether a reload is needed)."""
+    return plan_model(model, settings, slot, **overrides)[0]
 
 
 class Pipeline:
@@ -88,9 +100,11 @@ class Pipeline:
         options: LoadOptions,
         settings: Settings | None = None,
         hash_fn: HashFn | None = None,
+        info: Any = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.options = options
+        self.info = info
         self._hash = hash_fn
         threads = options.threads or self.settings.default_threads
         self.context = Context(options, threads=threads)
@@ -109,8 +123,13 @@ class Pipeline:
         load options (``threads``, ``offload_to_cpu``, ``flash_attn``, ``vae_tiling``…);
         ``slot="diffusion_model"`` forces the DiT loader slot."""
         settings = settings or Settings.from_env()
-        options = resolve_load_options(model, settings, slot=slot, **components_and_options)
-        return cls(options, settings, hash_fn=_sha256)
+        options, info = plan_model(model, settings, slot=slot, **components_and_options)
+        from sdcpp_service.models import hash_file
+
+        def sha256(path: str) -> str:
+            return hash_file(path, settings).sha256
+
+        return cls(options, settings, hash_fn=sha256, info=info)
 
     # -- generation -------------------------------------------------------------------------
 
@@ -122,6 +141,11 @@ class Pipeline:
             if key not in _REQUEST_FIELDS:
                 raise InvalidRequest(key, "not a generation parameter")
             values[key] = value
+        defaults = getattr(self.info, "defaults", None)
+        for key in ("width", "height", "steps", "cfg_scale", "sampler", "guidance"):
+            if values.get(key) is None and getattr(defaults, key, None) is not None:
+                values[key] = getattr(defaults, key)
+        values = {k: v for k, v in values.items() if v is not None or k in _NULLABLE}
         for key, mode in (("init_image", "RGB"), ("control_image", "RGB"), ("mask", "L")):
             if values.get(key) is not None:
                 values[key] = load_image(values[key], key, mode)

@@ -69,7 +69,8 @@ def compiled_backends(so_path: str) -> list[str]:
     if not so_path:
         return found
     try:
-        data = open(so_path, "rb").read()
+        with open(so_path, "rb") as f:
+            data = f.read()
     except OSError:
         return found
     for name, marker in (

@@ -21,7 +21,7 @@ from sdcpp_service.errors import InvalidRequest, ModelError
 from sdcpp_service.models.inspect import ModelInfo, inspect
 
 #: How the CLI spells the pull command (used in MissingComponent hints).
-PULL_COMMAND = "sdcpp models pull"
+PULL_COMMAND = "sdcpp pull"
 
 #: Named bundles: a main model and the components it needs, as (repo, file in repo).
 RECIPES: dict[str, tuple[tuple[str, str], ...]] = {

@@ -103,4 +103,4 @@ def test_plan_missing_component_is_one_line_with_the_fix(tmp_path: Path) -> None
     result = runner.invoke(app, ["models", "plan", "flux1-dev"])
     assert result.exit_code == 4
     assert result.stderr.count("\n") == 1
-    assert "needs a t5xxl" in result.stderr and "try: sdcpp models pull" in result.stderr
+    assert "needs a t5xxl" in result.stderr and "try: sdcpp pull" in result.stderr

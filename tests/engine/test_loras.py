@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sdcpp_service.engine import loras
+from sdcpp_service.errors import InvalidRequest, UnknownName
+
+
+def test_split_prompt_removes_tags_and_keeps_weights() -> None:
+    clean, tags = loras.split_prompt("a cat <lora:detail:0.6> in a hat <lora:style>")
+    assert clean == "a cat in a hat"
+    assert tags == [("detail", 0.6), ("style", 1.0)]
+
+
+def test_bad_weight_is_a_field_error() -> None:
+    with pytest.raises(InvalidRequest) as err:
+        loras.split_prompt("x <lora:detail:lots>")
+    assert err.value.field == "prompt"
+
+
+def test_parse_spec() -> None:
+    assert loras.parse_spec("detail:0.5") == ("detail", 0.5)
+    assert loras.parse_spec("detail") == ("detail", 1.0)
+    assert loras.parse_spec("C:/loras/x.safetensors") == ("C:/loras/x.safetensors", 1.0)
+    with pytest.raises(InvalidRequest):
+        loras.parse_spec("detail:abc")
+
+
+def test_collect_resolves_names_and_sums_repeats(tmp_path: Path) -> None:
+    (tmp_path / "loras" / "sub").mkdir(parents=True)
+    a = tmp_path / "loras" / "detail.safetensors"
+    b = tmp_path / "loras" / "sub" / "style.gguf"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    clean, items = loras.collect(
+        "p <lora:detail:0.25> <lora:sub/style:1>", [("detail", 0.5)], [tmp_path / "loras"]
+    )
+    assert clean == "p"
+    assert [(Path(i.path).name, i.weight) for i in items] == [
+        ("detail.safetensors", 0.75),
+        ("style.gguf", 1.0),
+    ]
+
+
+def test_unknown_lora_lists_known(tmp_path: Path) -> None:
+    (tmp_path / "detail.safetensors").write_bytes(b"x")
+    with pytest.raises(UnknownName) as err:
+        loras.collect("p <lora:nope:1>", [], [tmp_path])
+    assert "unknown lora 'nope'" in str(err.value)
+    assert "detail" in str(err.value)
