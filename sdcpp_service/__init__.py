@@ -29,6 +29,7 @@ from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, Lo
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
+    from sdcpp_service.engine.upscale import Upscaler, upscale
     from sdcpp_service.models import ModelInfo, inspect, plan, pull, scan
 
 __all__ = [
@@ -46,11 +47,13 @@ __all__ = [
     "SdcppError",
     "Settings",
     "UnknownName",
+    "Upscaler",
     "__version__",
     "inspect",
     "plan",
     "pull",
     "scan",
+    "upscale",
 ]
 
 _LAZY = {
@@ -60,6 +63,8 @@ _LAZY = {
     "plan": "sdcpp_service.models",
     "pull": "sdcpp_service.models",
     "scan": "sdcpp_service.models",
+    "Upscaler": "sdcpp_service.engine.upscale",
+    "upscale": "sdcpp_service.engine.upscale",
 }
 
 

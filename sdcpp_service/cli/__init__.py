@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdcpp_service.cli import backend, convert, generate, info, models, serve
+from sdcpp_service.cli import backend, convert, generate, info, models, serve, upscale
 
 app = typer.Typer(
     name="sdcpp",
@@ -21,6 +21,7 @@ app.command("img2img", help="Image-to-image: `generate` with --init-image (and -
 app.command("inpaint", help="Inpainting: `generate` with --init-image and --mask.")(
     generate.generate
 )
+app.command("upscale")(upscale.upscale)
 app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
 app.command("serve")(serve.serve)

@@ -116,6 +116,37 @@ def run(
             typer.echo(f"{path}  seed {seed}  {image.width}x{image.height}")
 
 
+def hires_params(
+    scale: float, size: str | None, upscaler: str, steps: int, denoise: float
+) -> dict[str, Any]:
+    """The hires-fix request fields; a non-built-in upscaler name is an ESRGAN model."""
+    from sdcpp_service.config import Settings
+    from sdcpp_service.engine.sdcpp import native
+    from sdcpp_service.engine.upscale import resolve_upscaler
+    from sdcpp_service.errors import InvalidRequest
+
+    width = height = 0
+    if size:
+        w, sep, h = size.lower().partition("x")
+        if not (sep and w.isdigit() and h.isdigit()):
+            raise InvalidRequest("hires_size", f"'{size}' is not WIDTHxHEIGHT, e.g. 1024x1024")
+        width, height = int(w), int(h)
+    out: dict[str, Any] = {
+        "hires": True,
+        "hires_scale": scale,
+        "hires_width": width,
+        "hires_height": height,
+        "hires_steps": steps,
+        "hires_denoise": denoise,
+    }
+    builtins = set(native().enum_names("hires_upscaler")) - {"none", "model"}
+    if upscaler.lower() in builtins:
+        out["hires_upscaler"] = upscaler.lower()
+    else:
+        out["hires_model"] = resolve_upscaler(upscaler, Settings.from_env())
+    return out
+
+
 @handle_errors
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw; <lora:name:weight> tags work.")],
@@ -178,6 +209,26 @@ def generate(
     lora_apply_mode: Annotated[
         str, Opt("--lora-apply-mode", help="at_runtime or immediately.")
     ] = "at_runtime",
+    hires: Annotated[
+        bool, Opt("--hires", help="Hires fix: a second pass at a larger size.")
+    ] = False,
+    hires_scale: Annotated[float, Opt("--hires-scale", help="Hires target scale.")] = 2.0,
+    hires_size: Annotated[
+        str | None, Opt("--hires-size", help="Hires target WxH (overrides scale).")
+    ] = None,
+    hires_upscaler: Annotated[
+        str,
+        Opt(
+            "--hires-upscaler",
+            help="latent, 'latent (nearest)', lanczos, nearest, or an ESRGAN model.",
+        ),
+    ] = "latent",
+    hires_steps: Annotated[
+        int, Opt("--hires-steps", help="Second-pass steps (0: same as --steps).")
+    ] = 0,
+    hires_denoise: Annotated[
+        float, Opt("--hires-denoise", help="Second-pass denoising strength.")
+    ] = 0.7,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -224,4 +275,8 @@ def generate(
         "vae_tiling": vae_tiling,
         "cache_mode": cache_mode,
     }
+    if hires:
+        params.update(
+            hires_params(hires_scale, hires_size, hires_upscaler, hires_steps, hires_denoise)
+        )
     run(prompt, model, output, force, as_json, load, params)

@@ -72,6 +72,9 @@ def load_image(
         raise InvalidImage(field, "image has no pixels", path)
     if w * h > max_pixels:
         raise InvalidImage(field, f"image is {w}x{h}, over the {max_pixels} pixel limit", path)
+    if mode == "auto":  # keep transparency when there is some
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        mode = "RGBA" if has_alpha else "RGB"
     if image.mode != mode:
         if mode == "L" and image.mode in ("RGBA", "LA"):
             # A mask drawn as transparency: alpha is the mask.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sdcpp_service import GenerateRequest, InvalidImage, InvalidRequest, Pipeline, UnknownName
+from sdcpp_service import InvalidImage, InvalidRequest, Pipeline, UnknownName
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.images import parse_infotext
 from sdcpp_service.errors import EngineError, ModelError
@@ -45,9 +46,7 @@ def sdxs(kit: Kit, settings: Settings) -> Iterator[Pipeline]:
 
 
 def test_txt2img_size_seed_and_batch(sdxs: Pipeline) -> None:
-    first = sdxs.run(
-        GenerateRequest(prompt="a fox", seed=7, batch=2, steps=2, width=64, height=128)
-    )
+    first = sdxs.run(sdxs.request("a fox", seed=7, batch=2, steps=2, width=64, height=128))
     assert [im.size for im in first.images] == [(64, 128), (64, 128)]
     assert first.seeds == [7, 8]
     again = sdxs.generate("a fox", seed=7, steps=2, width=64, height=128)[0]
@@ -250,3 +249,61 @@ def test_progress_reports_each_step(sdxs: Pipeline) -> None:
     )
     steps = [s for s, t in seen if t == 3]
     assert steps[-1] == 3 and steps == sorted(steps)
+
+
+def test_hires_fix_reaches_target_size(sdxs: Pipeline, kit: Kit) -> None:
+    latent = sdxs.generate("x", seed=1, hires=True, hires_scale=2.0, hires_steps=1, **SMALL)[0]
+    assert latent.size == (128, 128)
+    assert "Hires upscaler: latent" in latent.info["parameters"]
+    model = sdxs.generate(
+        "x",
+        seed=1,
+        hires=True,
+        hires_model=str(kit.path("esrgan_x4")),
+        hires_width=128,
+        hires_height=192,
+        hires_steps=1,
+        **SMALL,
+    )[0]
+    assert model.size == (128, 192)
+
+
+def test_cli_generate_json_and_errors(
+    kit: Kit, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from sdcpp_service.cli import app
+
+    monkeypatch.setenv("SDCPP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    model = str(kit.path("sdxs"))
+    runner = CliRunner()
+    args = ["generate", "a fox", "-m", model, "-W", "64", "-H", "64", "--steps", "1", "--seed", "5"]
+    first = runner.invoke(app, [*args, "--json", "-b", "2", "-o", "out.png"])
+    assert first.exit_code == 0, first.output
+    records = [json.loads(line) for line in first.output.splitlines()]
+    assert [r["seed"] for r in records] == [5, 6]
+    assert [Path(r["path"]).name for r in records] == ["out.png", "out-1.png"]
+    # never overwritten: a numbered name is chosen
+    second = runner.invoke(app, [*args, "--json", "-o", "out.png"])
+    assert Path(json.loads(second.output)["path"]).name not in ("out.png", "out-1.png")
+    with Image.open(tmp_path / "out.png") as im:
+        assert "Seed: 5" in im.text["parameters"] and json.loads(im.text["sdcpp"])["seed"] == 5
+    # bad input through a real subprocess: one line on stderr, non-zero exit, no traceback
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdcpp_service", *args[:-2], "-W", "65"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: width: 65 is not a multiple of 64 for this model; use 64 or 128"
+    ]
+    missing = runner.invoke(app, ["generate", "x", "-m", str(tmp_path / "nope.safetensors")])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

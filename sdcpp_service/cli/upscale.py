@@ -1,0 +1,123 @@
+"""``sdcpp upscale``: ESRGAN upscaling of files, folders and globs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sdcpp_service.cli._errors import fail, handle_errors
+from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns → image files, in order."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            out.append(path)
+        elif any(ch in item for ch in "*?["):
+            out += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            raise fail(f"{item}: no such file, folder or matching pattern")
+    return list(dict.fromkeys(out))
+
+
+def _track(items: list[tuple[Path, Path]], enabled: bool) -> Iterator[tuple[Path, Path]]:
+    if not enabled:
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    seq: Iterable[tuple[Path, Path]] = track(
+        items, description="upscaling", console=Console(stderr=True), transient=True
+    )
+    yield from seq
+
+
+def output_for(src: Path, output: Path | None, many: bool, scale_label: str) -> Path:
+    if output is None:
+        return src.with_name(f"{src.stem}-x{scale_label}{src.suffix}")
+    if many or output.is_dir() or str(output).endswith(("/", "\\")):
+        return output / f"{src.stem}-x{scale_label}{src.suffix}"
+    return output
+
+
+@handle_errors
+def upscale(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one input) or folder (default: beside each input, NAME-xS.ext).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="ESRGAN file or catalog name (default: the first cataloged upscaler).",
+        ),
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option("--scale", "-s", help="Target scale (default: the model's own factor)."),
+    ] = None,
+    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels (bounds memory).")] = 128,
+    threads: ThreadsOpt = 0,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upscale images with an ESRGAN model (native factor, then Lanczos to --scale); alpha and
+    metadata are kept, EXIF orientation is applied."""
+    from dataclasses import replace
+
+    from sdcpp_service.config import Settings
+    from sdcpp_service.engine.images import load_image, save_image
+    from sdcpp_service.engine.upscale import Upscaler, resolve_upscaler
+    from sdcpp_service.errors import OutputExists
+
+    settings = Settings.from_env()
+    if threads:
+        settings = replace(settings, threads=threads)
+    sources = expand_inputs(inputs)
+    if not sources:
+        raise fail("no images found in the given inputs")
+    path = resolve_upscaler(model, settings)
+    with Upscaler(path, settings.default_threads, tile) as up:
+        label = f"{scale:g}" if scale is not None else str(up.factor)
+        plan = [(src, output_for(src, output, len(sources) > 1, label)) for src in sources]
+        for _, dst in plan:
+            if dst.exists() and not force:
+                raise OutputExists(dst)
+        for src, dst in _track(plan, enabled=sys.stderr.isatty() and not as_json):
+            image = load_image(src, "image", mode="auto")
+            out = up.upscale(image, scale)
+            parameters = image.info.get("parameters")
+            note = f"Postprocess upscale by: {label}, Postprocess upscaler: {Path(path).stem}"
+            text = f"{parameters}, {note}" if isinstance(parameters, str) else note
+            save_image(out, dst, text, {"upscaled_from": str(src), "model": path}, force=force)
+            if as_json:
+                record = {
+                    "input": str(src),
+                    "path": str(dst),
+                    "width": out.width,
+                    "height": out.height,
+                }
+                typer.echo(json.dumps(record))
+            else:
+                typer.echo(f"{dst}  {image.width}x{image.height} -> {out.width}x{out.height}")

@@ -1,0 +1,155 @@
+"""ESRGAN upscaling through the engine: any image size, any target scale, alpha kept.
+
+The network runs at its native factor (read from the file by the engine); a Lanczos resize then
+reaches the requested scale. The engine tiles internally (``tile`` pixels), so memory stays
+bounded for large inputs. An alpha channel is upscaled separately (as a grey image through the
+same network) and re-attached.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdcpp_service.config import Settings
+from sdcpp_service.engine.context import ENGINE_LOCK, image_to_c, runtime
+from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
+from sdcpp_service.types import ProgressCallback
+
+#: Largest output we produce (pixels); beyond it the request is refused up front.
+MAX_OUTPUT_PIXELS = 16384 * 16384
+
+
+def resolve_upscaler(model: str | Path | None, settings: Settings) -> str:
+    """A path or catalog name (or None: the first cataloged upscaler) → a checked ESRGAN file."""
+    from sdcpp_service.models import inspect, scan
+
+    if model is not None and Path(model).expanduser().exists():
+        info = inspect(Path(model).expanduser())
+    else:
+        catalog = scan(settings)
+        if model is None:
+            found = catalog.usable("upscaler")
+            if not found:
+                roots = ", ".join(str(r.path) for r in catalog.roots) or "no model folders"
+                raise ModelError(
+                    roots,
+                    "no upscaler model found; pass --model FILE or put an ESRGAN file in "
+                    "models/upscale_models (e.g. `sdcpp pull esrgan-x4`)",
+                )
+            info = found[0].info  # type: ignore[assignment]
+        else:
+            entry = catalog.find(str(model), kind="upscaler", label="upscaler")
+            info = entry.info  # type: ignore[assignment]
+    if info.kind != "upscaler":
+        raise UnsupportedModel(info.path, f"is a {info.title} {info.kind}, not an ESRGAN upscaler")
+    return str(info.path)
+
+
+class Upscaler:
+    """A loaded ESRGAN model; reuse it for many images, then ``close``."""
+
+    def __init__(self, path: str, threads: int, tile: int = 128, offload: bool = False) -> None:
+        if tile < 16:
+            raise InvalidRequest("tile", f"must be at least 16 pixels, got {tile}")
+        rt = runtime()
+        self.path = path
+        with ENGINE_LOCK:
+            rt.log.install()
+            mark = rt.log.mark()
+            ctx = rt.native.lib.new_upscaler_ctx(
+                path.encode("utf-8"), offload, False, threads, tile
+            )
+        if not ctx:
+            detail = rt.log.last_error(mark) or "the engine could not load it"
+            raise EngineError(f"{path}: failed to load upscaler: {detail}")
+        self._ctx: Any = ctx
+        self.factor = int(rt.native.lib.get_upscale_factor(ctx))
+
+    def _run(self, image: Image.Image, progress: ProgressCallback | None) -> Image.Image:
+        rt = runtime()
+        keep: list[Any] = []
+        with ENGINE_LOCK, rt.progress.attached(progress, "upscaling"):
+            rt.log.install()
+            mark = rt.log.mark()
+            out = rt.native.lib.upscale(self._ctx, image_to_c(image, keep), self.factor)
+        if not out.data:
+            detail = rt.log.last_error(mark) or "no image came back"
+            raise EngineError(f"upscaling failed: {detail}")
+        try:
+            size = out.width * out.height * out.channel
+            raw = ctypes.string_at(out.data, size)
+        finally:
+            rt.native.free(ctypes.cast(out.data, ctypes.c_void_p))
+        mode = {3: "RGB", 1: "L", 4: "RGBA"}[out.channel]
+        return Image.frombuffer(mode, (out.width, out.height), raw, "raw", mode, 0, 1)
+
+    def upscale(
+        self,
+        image: Image.Image,
+        scale: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Image.Image:
+        """``image`` upscaled by ``scale`` (default: the network's native factor)."""
+        if self._ctx is None:
+            raise EngineError("the upscaler is closed")
+        scale = float(self.factor if scale is None else scale)
+        if not 0 < scale <= 16:
+            raise InvalidRequest("scale", f"must be in (0, 16], got {scale}")
+        w, h = image.size
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if target[0] * target[1] > MAX_OUTPUT_PIXELS:
+            raise InvalidRequest(
+                "scale",
+                f"output {target[0]}x{target[1]} is over the {MAX_OUTPUT_PIXELS} pixel limit",
+            )
+        alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+        rgb = self._run(image.convert("RGB"), progress)
+        if alpha is not None:
+            a = self._run(Image.merge("RGB", (alpha, alpha, alpha)), progress).getchannel(0)
+            rgb = rgb.convert("RGBA")
+            rgb.putalpha(a)
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.LANCZOS)
+        return rgb
+
+    def close(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx:
+            with ENGINE_LOCK:
+                runtime().native.lib.free_upscaler_ctx(ctx)
+
+    def __enter__(self) -> Upscaler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def upscale(
+    image: str | Path | bytes | Image.Image,
+    model: str | Path | None = None,
+    scale: float | None = None,
+    tile: int = 128,
+    settings: Settings | None = None,
+) -> Image.Image:
+    """Library entry point: upscale one image (path, bytes or PIL image) with an ESRGAN model."""
+    from sdcpp_service.engine.images import load_image
+
+    settings = settings or Settings.from_env()
+    source = load_image(image, "image", mode="auto")
+    t0 = time.perf_counter()
+    with Upscaler(resolve_upscaler(model, settings), settings.default_threads, tile) as up:
+        out = up.upscale(source, scale)
+    out.info["sdcpp_seconds"] = time.perf_counter() - t0
+    return out
