@@ -27,7 +27,7 @@ from gguf.quants import quantize
 
 from .models import FileSpec, ModelSpec, default_models, model
 from .plan import Planned, plan_file
-from .pool import Pool
+from .pool import POOL_SIZE, Pool
 from .writers import ST_DTYPES, TensorData, write_gguf, write_safetensors
 
 WRITER_VERSION = 1
@@ -46,7 +46,8 @@ def _plans(spec: ModelSpec) -> dict[str, list[Planned]]:
 
 def cache_key(spec: ModelSpec, seed: int = DEFAULT_SEED) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([WRITER_VERSION, seed, asdict(spec)], sort_keys=True).encode())
+    entry = {k: v for k, v in asdict(spec).items() if k not in ("description", "default")}
+    h.update(json.dumps([WRITER_VERSION, seed, POOL_SIZE, entry], sort_keys=True).encode())
     for filename, plans in _plans(spec).items():
         h.update(filename.encode())
         for p in plans:
@@ -76,8 +77,12 @@ def _values(pool: Pool, key: str, p: Planned, dtype: str) -> np.ndarray | None:
     kind = p.fill.kind
     if kind == "zeros":
         return None
-    if kind == "ones":
-        values = np.ones(p.numel, dtype=_np_dtype(store))
+    if kind in ("ones", "const"):
+        value = 1.0 if kind == "ones" else p.fill.std
+        values = np.full(p.numel, value, dtype=_np_dtype(store))
+    elif kind == "normal" and p.fill.centered:
+        rows = pool.normal(key, p.numel, p.fill.std, np.dtype(np.float32)).reshape(p.shape[0], -1)
+        values = (rows - rows.mean(axis=1, keepdims=True)).astype(_np_dtype(store)).reshape(-1)
     elif kind == "normal":
         values = pool.normal(key, p.numel, p.fill.std, _np_dtype(store))
     else:
@@ -141,11 +146,21 @@ class Kit:
         self._pool: Pool | None = None
         self._built: dict[str, dict[str, Path]] = {}
 
+    @property
+    def pool(self) -> Pool:
+        """The session's random pool (drawn on first use, ~0.4 GB of RAM)."""
+        if self._pool is None:
+            self._pool = Pool(self.seed)
+        return self._pool
+
     def files(self, name: str) -> dict[str, Path]:
         if name not in self._built:
-            if self._pool is None:
-                self._pool = Pool(self.seed)
-            self._built[name] = build(name, self.root, self.seed, self._pool)
+            spec = model(name)
+            folder = model_dir(name, self.root, self.seed)
+            if all((folder / f.filename).is_file() for f in spec.files):
+                self._built[name] = {f.slot: folder / f.filename for f in spec.files}
+            else:
+                self._built[name] = build(name, self.root, self.seed, self.pool)
         return self._built[name]
 
     def path(self, name: str, slot: str | None = None) -> Path:
@@ -164,6 +179,33 @@ class Kit:
         return model(name)
 
 
+def prune(root: Path | None = None, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Remove cached model directories that no longer match the current table and layouts."""
+    import shutil
+
+    root = root or default_root()
+    current = {model_dir(name, root, seed).name for name in default_models()}
+    current |= {model_dir(name, root, seed).name for name in _all_models()}
+    removed = []
+    for folder in sorted(root.glob("*-*")):
+        stem, _, key = folder.name.rpartition("-")
+        if (
+            folder.is_dir()
+            and stem in _all_models()
+            and len(key) == 16
+            and folder.name not in current
+        ):
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
+
+
+def _all_models() -> list[str]:
+    from .models import MODELS
+
+    return list(MODELS)
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
@@ -173,8 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="models to build (default: the default kit)")
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--prune", action="store_true", help="delete stale cached models first")
     args = parser.parse_args(argv)
     root = args.root or default_root()
+    if args.prune:
+        for folder in prune(root, args.seed):
+            print(f"removed {folder}")
     pool = Pool(args.seed)
     t_all = time.perf_counter()
     for name in args.names or default_models():

@@ -5,20 +5,22 @@ Each file starts from an engine manifest (``layouts/*.json.gz``) or a derived la
 rules are tried in order and the first whose regex matches the tensor name wins.
 
 Rule kinds:
-    zero    -- all zeros, stored as a file hole (no disk blocks)
-    scale   -- N(0, (0.02·k)²)
-    fan_in  -- N(0, 1/fan_in): for nets without normalisation (TAESD, ESRGAN)
+    zero     -- all zeros, stored as a file hole (no disk blocks)
+    scale    -- N(0, (0.02·k)²)
+    fan_in   -- N(0, k²/fan_in): for nets without normalisation (TAESD, ESRGAN)
+    centered -- like fan_in, then each output channel's weights shifted to mean 0
+    const    -- every value k (applies whatever the manifest's init)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Rule:
     pattern: str
-    kind: str  # "zero" | "scale" | "fan_in"
+    kind: str  # "zero" | "scale" | "fan_in" | "centered" | "const"
     arg: float = 1.0
 
 
@@ -44,7 +46,6 @@ class ModelSpec:
     files: tuple[FileSpec, ...]
     version: str = ""  # what the engine logs as "Version: ..." when it loads the model
     default: bool = True  # part of the default kit (build_all)
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # The resnet's second conv and the transformer's proj_out are zero-initialised in LDM
@@ -52,7 +53,8 @@ class ModelSpec:
 # and (through cross-attention) the text encoder cannot reach the output, so zeroing them as well
 # changes no image. Kept random: conv_in, down/up-sampling convs, skip connections, out convs,
 # the VAE, and for ControlNet its input_hint_block and zero_convs, so seeds and control images
-# still change the output.
+# still change the output. sd1 keeps its (dead) text encoder random so that the file still looks
+# like a real checkpoint to converters; sd1_inpaint's is a hole.
 _FAITHFUL_ZEROS = (
     Rule(r"\.out_layers\.3\.weight$", "zero"),
     Rule(r"\.proj_out\.weight$", "zero"),
@@ -69,7 +71,20 @@ _DEAD_TEXT_ENCODER = (Rule(r"^cond_stage_model\.", "zero"),)
 _VAE_ENCODER_GAIN = (
     Rule(r"^(first_stage_model\.)?(encoder\.conv_out|quant_conv)\.weight$", "scale", 10.0),
 )
-_TAE = (Rule(r"^(first_stage_model\.)?(encoder|decoder)\.layers\.", "fan_in"),)
+# ControlNet's hint encoder and zero convs are zero-initialised in training; random at std 0.02 the
+# control signal vanishes through them, so they get fan-in init and visibly steer the UNet.
+_CONTROL_PATH = (
+    Rule(r"^control_model\.(input_hint_block|zero_convs|middle_block_out)\.", "fan_in"),
+)
+TAE_OUT_GAIN = 0.2  # std of the last conv's output relative to its input's; measured pixel std ~30
+# TAESD decodes straight to [0, 1] pixels. Its features are post-ReLU (positive mean), so a random
+# last conv adds a large per-channel offset and the image saturates; a centered, damped last conv
+# with bias 0.5 gives mid-grey images with visible structure.
+_TAE = (
+    Rule(r"^(first_stage_model\.)?decoder\.layers\.18\.weight$", "centered", TAE_OUT_GAIN),
+    Rule(r"^(first_stage_model\.)?decoder\.layers\.18\.bias$", "const", 0.5),
+    Rule(r"^(first_stage_model\.)?(encoder|decoder)\.layers\.", "fan_in"),
+)
 
 MODELS: dict[str, ModelSpec] = {
     m.name: m
@@ -114,7 +129,7 @@ MODELS: dict[str, ModelSpec] = {
                     "control_net",
                     "control_sd1.safetensors",
                     "controlnet_sd1",
-                    rules=_FAITHFUL_ZEROS + _DEAD_UNET,
+                    rules=_CONTROL_PATH + _FAITHFUL_ZEROS + _DEAD_UNET,
                 ),
             ),
             version="SD 1.x",

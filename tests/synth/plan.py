@@ -15,13 +15,16 @@ from .pool import DEFAULT_STD
 
 @dataclass(frozen=True)
 class Fill:
-    kind: str  # "zeros" | "ones" | "normal" | "array"
-    std: float = 0.0
+    kind: str  # "zeros" | "ones" | "normal" | "const" | "array"
+    std: float = 0.0  # normal: the standard deviation; const: the value
+    centered: bool = False  # normal: each output channel (dim 0) has mean exactly 0
     array: np.ndarray | None = None
 
     def describe(self) -> str:
         if self.kind == "normal":
-            return f"normal({self.std!r})"
+            return f"normal({self.std!r},{self.centered})"
+        if self.kind == "const":
+            return f"const({self.std!r})"
         if self.kind == "array":
             assert self.array is not None
             return f"array({self.array.dtype.str},{hash_bytes(self.array.tobytes())})"
@@ -63,18 +66,25 @@ def fan_in(shape: tuple[int, ...]) -> int:
 
 
 def _resolve(name: str, shape: tuple[int, ...], init: str, rules: tuple[Rule, ...]) -> Fill:
+    for rule in rules:
+        if rule.kind == "const" and re.search(rule.pattern, name):
+            return Fill("const", std=rule.arg)
     if init == "zeros":
         return ZEROS
     if init == "ones":
         return ONES
     for rule in rules:
         if re.search(rule.pattern, name):
+            if rule.kind == "const":
+                continue
             if rule.kind == "zero":
                 return ZEROS
             if rule.kind == "scale":
                 return normal(DEFAULT_STD * rule.arg)
             if rule.kind == "fan_in":
-                return normal(1.0 / math.sqrt(fan_in(shape)))
+                return normal(rule.arg / math.sqrt(fan_in(shape)))
+            if rule.kind == "centered":
+                return Fill("normal", std=rule.arg / math.sqrt(fan_in(shape)), centered=True)
             raise ValueError(f"unknown rule kind {rule.kind!r}")
     return normal(DEFAULT_STD)
 
