@@ -1,13 +1,23 @@
 """`sdcpp convert` against the engine's own `convert` called directly, same input and type.
 
-Each run is a fresh process (the CLI as a user runs it; the direct call as a minimal Python
-script importing only the bindings), measured from outside: wall time around the process and
-peak RSS from ``os.wait4`` (the largest RSS among the process and its waited-for children, so
-the CLI's engine child counts). Runs alternate and the first pair is a warm-up, so both sides
-see the same page cache. Targets: time ratio <= 1.05, RSS ratio <= 1.10.
+Each run is a fresh process, measured from outside: wall time around the process and peak RSS
+from ``os.wait4`` (the largest RSS among the process and its waited-for children, so our engine
+child counts). Rows, alternated run by run after one warm-up round (same page cache for all):
+
+- ``engine convert, direct``: a minimal script importing only the bindings and calling
+  ``convert`` with the very same type and rule string our plan produces;
+- ``library convert()``: ``sdcpp_service.convert.convert`` from a one-line script;
+- ``sdcpp convert``: the CLI as a user runs it (typer start-up included);
+- ``sdcpp convert, hashing the source``: the CLI with an empty hash cache.
+
+The sidecar records the source's SHA-256. The hash is cached by size and mtime (shared with
+``sdcpp models hash``), so the first rows are the usual case; the last one pays the SHA-256
+(about 0.6 s of CPU per GB here, overlapped with the engine). Targets: time ratio <= 1.05,
+RSS ratio <= 1.10.
 
     python benchmarks/convert.py                      # the kit's SDXS checkpoint, q8_0
-    python benchmarks/convert.py --src model.safetensors --type q4_0 --runs 5
+    python benchmarks/convert.py --type q4_0 --runs 5
+    python benchmarks/convert.py --src model.safetensors --type q4_k
 """
 
 from __future__ import annotations
@@ -24,26 +34,31 @@ from pathlib import Path
 
 TIME_TARGET = 1.05
 RSS_TARGET = 1.10
+DIRECT = "engine convert, direct"
 
-DIRECT = """
+DIRECT_SCRIPT = """
 import sys
 import stable_diffusion_cpp.stable_diffusion_cpp as b
-src, dst, type_id = sys.argv[1], sys.argv[2], int(sys.argv[3])
-sys.exit(0 if b.convert(src.encode(), b"", dst.encode(), type_id, sys.argv[4].encode(), False) else 1)
+src, dst, type_id, rules = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.exit(0 if b.convert(src.encode(), b"", dst.encode(), type_id, rules.encode(), False) else 1)
+"""
+LIBRARY_SCRIPT = """
+import sys
+from sdcpp_service.convert import convert
+convert(sys.argv[1], sys.argv[2], sys.argv[3])
 """
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
+def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS bytes of ``cmd`` (and its children)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
-    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return wall, rss
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"failed ({code}): {' '.join(cmd)}")
+    return wall, usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def sdcpp_command() -> list[str]:
@@ -55,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, help="model file (default: the kit's SDXS)")
     parser.add_argument("--type", default="q8_0")
-    parser.add_argument("--runs", type=int, default=3, help="measured runs per side")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per row")
     args = parser.parse_args()
     src = args.src
     if src is None:
@@ -67,41 +82,49 @@ def main() -> int:
     from sdcpp_service.convert._engine import engine_types
 
     table = engine_types()
-    the_plan = plan_conversion(src, args.type)
-    rules = the_plan.engine_rules(table)  # the direct call gets the very same rules
-    type_id = table.require(args.type).id
+    rules = plan_conversion(src, args.type).engine_rules(table)
+    type_id = str(table.require(args.type).id)
 
     with tempfile.TemporaryDirectory(prefix="sdcpp-bench-", dir=src.parent) as tmp:
-        ours_out = Path(tmp) / "ours.gguf"
-        direct_out = Path(tmp) / "direct.gguf"
-        ours = [*sdcpp_command(), "convert", str(src), "-o", str(ours_out), "--type", args.type]
-        ours.append("--force")
-        direct = [sys.executable, "-c", DIRECT, str(src), str(direct_out), str(type_id), rules]
-        samples: dict[str, list[tuple[float, int]]] = {"sdcpp convert": [], "engine direct": []}
+        out = Path(tmp) / "out.gguf"
+        cached = tempfile.mkdtemp(prefix="data-", dir=tmp)  # keeps the source's SHA-256
+        cli = [*sdcpp_command(), "convert", str(src), "-o", str(out), "--type", args.type]
+        rows: dict[str, tuple[list[str], str | None]] = {
+            DIRECT: ([sys.executable, "-c", DIRECT_SCRIPT, str(src), str(out), type_id, rules], None),
+            "library convert()": ([sys.executable, "-c", LIBRARY_SCRIPT, str(src), str(out), args.type], cached),
+            "sdcpp convert": (cli, cached),
+            "sdcpp convert, hashing the source": (cli, ""),
+        }  # fmt: skip
+        samples: dict[str, list[tuple[float, int]]] = {k: [] for k in rows}
+        sizes: set[int] = set()
         for i in range(args.runs + 1):
-            for label, cmd, out in (
-                ("engine direct", direct, direct_out),
-                ("sdcpp convert", ours, ours_out),
-            ):
+            for label, (cmd, data) in rows.items():
                 out.unlink(missing_ok=True)
-                wall, rss = measure(cmd)
+                Path(str(out) + ".json").unlink(missing_ok=True)
+                env = dict(os.environ)
+                if data is not None:  # "": a fresh data dir, so the source is hashed again
+                    env["SDCPP_DATA_DIR"] = data or tempfile.mkdtemp(prefix="data-", dir=tmp)
+                wall, rss = measure(cmd, env)
+                sizes.add(out.stat().st_size)
                 if i > 0:
                     samples[label].append((wall, rss))
-                print(f"  run {i}{' (warm-up)' if i == 0 else ''} {label:14s} {wall:7.2f} s  {rss / 2**20:7.0f} MiB", flush=True)
-        if ours_out.stat().st_size != direct_out.stat().st_size:
-            print("WARNING: outputs differ in size")
+                tag = "warm-up" if i == 0 else f"run {i}"
+                print(f"  {tag:8s} {label:34s} {wall:7.2f} s {rss / 2**20:6.0f} MiB", flush=True)
+        if len(sizes) != 1:
+            print(f"WARNING: outputs differ in size: {sorted(sizes)}")
 
     t = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
     r = {k: statistics.median(m for _, m in v) for k, v in samples.items()}
-    time_ratio = t["sdcpp convert"] / t["engine direct"]
-    rss_ratio = r["sdcpp convert"] / r["engine direct"]
-    print(f"input {src.name} ({src.stat().st_size / 1e6:.0f} MB) → {args.type}, {args.runs} runs, medians")
+    size = src.stat().st_size / 1e6
+    print(f"\n{src.name} ({size:.0f} MB) → {args.type}: medians of {args.runs} runs")
+    print(f"  {'':34s} {'wall':>7s}   {'ratio':>5s}  {'peak RSS':>8s}  {'ratio':>5s}")
     for k in samples:
-        print(f"  {k:14s} {t[k]:7.2f} s  {r[k] / 2**20:7.0f} MiB peak RSS")
-    ok_t = "ok" if time_ratio <= TIME_TARGET else "OVER TARGET"
-    ok_r = "ok" if rss_ratio <= RSS_TARGET else "OVER TARGET"
-    print(f"time ratio {time_ratio:.3f} (target <= {TIME_TARGET}) {ok_t}")
-    print(f"RSS  ratio {rss_ratio:.3f} (target <= {RSS_TARGET}) {ok_r}")
+        tr, rr = t[k] / t[DIRECT], r[k] / r[DIRECT]
+        flag = (
+            "" if k == DIRECT else ("  ok" if tr <= TIME_TARGET and rr <= RSS_TARGET else "  over")
+        )
+        print(f"  {k:34s} {t[k]:7.2f} s {tr:5.3f}  {r[k] / 2**20:5.0f} MiB  {rr:5.3f}{flag}")
+    print(f"targets: time ratio <= {TIME_TARGET}, RSS ratio <= {RSS_TARGET}")
     return 0
 
 

@@ -146,7 +146,8 @@ def main() -> int:
         except Exception as exc:  # reported, the parent fails the conversion
             channel.send("verify_failed", message=f"{type(exc).__name__}: {exc}")
     channel.send("done", maxrss=_maxrss_bytes())
-    return 0
+    proto.close()
+    os._exit(0)  # nothing left to clean up: skip interpreter teardown (the parent waits on it)
 
 
 if __name__ == "__main__":

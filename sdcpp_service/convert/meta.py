@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import sys
 import threading
@@ -69,8 +70,19 @@ def own_maxrss() -> int:
 
 
 def log_engine(event: dict[str, Any]) -> None:
-    level = logging.ERROR if event.get("level") == "error" else logging.WARNING
-    log.log(level, "engine: %s", event.get("text", ""))
+    """Engine warnings and errors, at debug level: a failed conversion carries its errors in
+    the ConvertError, and a good one logs only expected noise (a diffusers folder's missing
+    optional ``text_encoder_2``)."""
+    log.debug("engine %s: %s", event.get("level", "warning"), event.get("text", ""))
+
+
+def _lowest_priority() -> None:
+    """Linux schedules threads separately: let the engine have the CPU, hash when it idles."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # pragma: no cover - not permitted: hash at normal priority
+            pass
 
 
 class Hasher:
@@ -90,6 +102,7 @@ class Hasher:
     def _run(self) -> None:
         from sdcpp_service.models import hash_file
 
+        _lowest_priority()
         try:
             for p in self.files:
                 self.hashes[str(p)] = hash_file(p, self.settings).sha256

@@ -152,3 +152,58 @@ def test_convert_all_skips_what_is_done(kit: Kit, tmp_path: Path, settings: Sett
 
 def _copy(src: Path, dst: Path) -> None:
     dst.write_bytes(src.read_bytes())
+
+
+def test_gguf_requantization(kit: Kit, tmp_path: Path, settings: Settings) -> None:
+    files = kit.files("flux2_klein")
+    first = convert(files["diffusion_model"], tmp_path, "q8_0", settings=settings)
+    again = convert(
+        first.output,
+        tmp_path,
+        "q4_0",
+        settings=settings,
+        verify=True,
+        verify_with={"vae": str(files["vae"]), "llm": str(files["llm"])},
+    )
+    assert Path(again.output).name == "klein_tiny_dit-q4_0.gguf"  # not ...-q8_0-q4_0
+    assert gguf_types(Path(again.output)) == again.plan.types()
+    assert {t.source for t in again.plan.tensors} >= {"q8_0"}
+    assert any("already quantized" in n for n in again.plan.notes)
+    assert again.metadata["source"]["format"] == "gguf" and again.verified is not None
+
+
+def test_pytorch_checkpoint(kit: Kit, tmp_path: Path, settings: Settings) -> None:
+    from sdcpp_service.models import read_header
+    from tests.models.corpus import write_torch_zip
+
+    header = read_header(kit.path("taesd"))
+    tree = {name: (info.shape, info.dtype) for name, info in header.tensors.items()}
+    src = write_torch_zip(tmp_path / "taesd.ckpt", tree)  # zeros: the layout is what counts
+    result = convert(
+        src,
+        tmp_path,
+        "f16",
+        settings=settings,
+        verify=True,
+        verify_with={"model": str(kit.path("sdxs"))},
+    )
+    assert gguf_types(Path(result.output)) == result.plan.types()
+    assert result.metadata["source"]["format"] == "pytorch" and result.verified is not None
+
+
+def test_diffusers_folder(tmp_path: Path, settings: Settings) -> None:
+    from tests.models import layouts as L
+    from tests.models.corpus import write_diffusers
+
+    parts = {
+        "unet": L.unet_diffusers(768),
+        "vae": L.kl_vae_diffusers(4),
+        "text_encoder": L.clip_text(768),
+    }
+    src = write_diffusers(tmp_path / "sd15", "StableDiffusionPipeline", parts)
+    result = convert(src, tmp_path, "q8_0", settings=settings)
+    types = gguf_types(Path(result.output))
+    assert types == result.plan.types()
+    # the engine's diffusers loader: fixed files under unet. / vae. / te. (names kept)
+    assert {n.split(".")[0] for n in types} == {"unet", "vae", "te"}
+    assert "q8_0" in types.values() and result.metadata["source"]["sha256"] is None
