@@ -131,7 +131,7 @@ def convert(
         typer.Argument(help="Model file (safetensors, ckpt, GGUF) or diffusers folder."),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         Opt(
             "--output",
             "-o",
@@ -223,7 +223,7 @@ def convert(
 
 def _convert_all(
     folder: Path,
-    output: Path | None,
+    output: str | None,
     qtype: str,
     rules: list[str],
     force: bool,

@@ -44,7 +44,8 @@ VERIFY_SLOTS = (
 
 @dataclass(frozen=True)
 class ConvertProgress:
-    """``phase``: ``converting`` (tensors read and converted), ``writing``, ``verifying``."""
+    """``phase``: ``converting`` (tensors read and converted), ``writing``, then ``verifying``
+    (with ``verify``) or ``finishing``."""
 
     phase: str
     tensors: int
@@ -66,6 +67,7 @@ class ConvertResult:
     source_bytes: int
     output_bytes: int
     seconds: float
+    engine_seconds: float
     peak_rss: int
     plan: Plan
     metadata: Mapping[str, Any]
@@ -85,6 +87,7 @@ class ConvertResult:
             "output_bytes": self.output_bytes,
             "ratio": round(self.ratio, 4),
             "seconds": round(self.seconds, 3),
+            "engine_seconds": round(self.engine_seconds, 3),
             "peak_rss": self.peak_rss,
             "verified": dict(self.verified) if self.verified is not None else None,
             "metadata": dict(self.metadata),
@@ -222,6 +225,7 @@ def convert(
     settings: Settings | None = None,
 ) -> ConvertResult:
     """Convert ``src`` to a GGUF of ``qtype`` (see the module docstring for the guarantees)."""
+    t0 = time.perf_counter()
     settings = settings or Settings.from_env()
     catalog_dir = settings.model_dirs[0] if catalog and settings.model_dirs else None
     with _sigterm_cancels():
@@ -232,7 +236,7 @@ def convert(
             source = open_source(src, vae)
             return _run(
                 worker, source, dst, qtype, rules, force, verify, verify_with or {},
-                catalog_dir, defaults, progress, settings,
+                catalog_dir, defaults, progress, settings, t0,
             )  # fmt: skip
         finally:
             worker.close()
@@ -251,10 +255,10 @@ def _run(
     defaults: bool,
     progress: ConvertProgressCallback | None,
     settings: Settings,
+    t0: float,
 ) -> ConvertResult:
     from sdcpp_service.convert import meta
 
-    t0 = time.perf_counter()
     spec = _verify_spec(source, verify_with) if verify else None
     ready = worker.expect("ready")
     table = TypeTable.from_json(ready["types"])
@@ -309,6 +313,7 @@ def _run(
         source_bytes=source.size,
         output_bytes=written,
         seconds=time.perf_counter() - t0,
+        engine_seconds=outcome.engine_seconds,
         peak_rss=max(outcome.maxrss, meta.own_maxrss()),
         plan=the_plan,
         metadata=record,
@@ -355,7 +360,7 @@ def _follow(
                 detail = "; ".join(event.get("errors") or []) or "the engine reported failure"
                 raise ConvertError(label, f"conversion failed: {detail}")
             outcome.engine_seconds = float(event["seconds"])
-            phase, step = "verifying", total_t
+            phase, step = ("verifying" if verify else "finishing"), total_t
         elif kind == "verify_failed":
             raise ConvertError(label, f"verify failed: {event['message']}")
         elif kind == "verified":
