@@ -30,7 +30,8 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_sigint_leaves_no_output(kit: Kit, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_leaves_no_output(sig: signal.Signals, kit: Kit, tmp_path: Path) -> None:
     dst = tmp_path / "out.gguf"
     proc = subprocess.Popen(
         [*CLI, str(kit.path("sdxs")), "-o", str(dst), "--type", "q8_0"],
@@ -45,10 +46,13 @@ def test_sigint_leaves_no_output(kit: Kit, tmp_path: Path) -> None:
         time.sleep(0.02)
     assert tmp.exists(), "the conversion never started"
     time.sleep(0.5)  # the engine is now converting
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "error: interrupted"
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        "error: interrupted" if sig == signal.SIGINT else "error: conversion terminated (SIGTERM)"
+    )
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out.gguf")] == []
 
 
@@ -104,3 +108,11 @@ def test_types_and_bad_type(kit: Kit, tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.startswith("error: type: unknown type 'q9'")
     r = run(tmp_path, str(kit.path("taesd")), "--rule", "x")
     assert r.returncode == 2 and "REGEX=TYPE" in r.stderr
+
+
+def test_failed_verify_leaves_no_output(kit: Kit, tmp_path: Path) -> None:
+    not_a_model = kit.files("flux2_klein")["llm"]
+    r = run(tmp_path, str(kit.path("taesd")), "-o", str(tmp_path), "--type", "f16", "--verify",
+            "--verify-with", str(not_a_model))  # fmt: skip
+    assert r.returncode == 5 and "verify failed" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("taesd")] == []
