@@ -1,12 +1,13 @@
 """``sdcpp convert``: safetensors / ckpt / GGUF / diffusers → GGUF of any engine weight type.
 
     from sdcpp_service.convert import convert, plan_conversion
-    p = plan_conversion("sd15.safetensors", "q4_k")            # types and projected size, nothing written
-    r = convert("sd15.safetensors", qtype="q8_0")   # → sd15-q8_0.gguf + sd15-q8_0.gguf.json
+    p = plan_conversion("sd15.safetensors", "q4_k")  # types and exact size, nothing written
+    r = convert("sd15.safetensors", qtype="q8_0")  # → sd15-q8_0.gguf + sd15-q8_0.gguf.json
 
-Modules: :mod:`.plan` (pure: types, rule evaluation, sizes), :mod:`.rules` (the default rule
-table), :mod:`.source` (detection, tensor list, naming), :mod:`.run` (the conversion),
-:mod:`.meta` (the sidecar), :mod:`._child` (the engine process).
+Modules: :mod:`.plan` (pure: types, rule evaluation, exact sizes), :mod:`.mirror` (what the
+engine's loader does, as data), :mod:`.rules` (the default rule table), :mod:`.source`
+(detection, tensor list, naming), :mod:`.run` (the conversion), :mod:`.batch` (``--all``),
+:mod:`.meta` (the sidecar), :mod:`._child` / :mod:`._worker` (the engine process).
 """
 
 from __future__ import annotations

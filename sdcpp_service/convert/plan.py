@@ -23,73 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sdcpp_service.convert.mirror import READ_AS, engine_drops, engine_keeps
 from sdcpp_service.errors import InvalidRequest, UnknownName, UnsupportedModel
 
 GGUF_ALIGNMENT = 32
-
-#: On-disk dtype → the type the engine holds it as (``src/model_io/*_io.cpp``).
-READ_AS: Mapping[str, str] = {
-    "F64": "f32",
-    "F32": "f32",
-    "F16": "f16",
-    "BF16": "bf16",
-    "F8_E4M3": "f16",
-    "F8_E5M2": "f16",
-    "I64": "i32",
-    "I32": "i32",
-}
-#: dtypes the engine's safetensors reader skips silently (they never reach the output).
-SKIPPED_DTYPES = frozenset({"U8"})
-
-#: Tensors the engine drops on reading (``unused_tensors`` in ``src/model.cpp``), by prefix.
-ENGINE_UNUSED: tuple[str, ...] = (
-    "betas",
-    "alphas_cumprod_prev",
-    "sqrt_alphas_cumprod",
-    "sqrt_one_minus_alphas_cumprod",
-    "log_one_minus_alphas_cumprod",
-    "sqrt_recip_alphas_cumprod",
-    "sqrt_recipm1_alphas_cumprod",
-    "posterior_variance",
-    "posterior_log_variance_clipped",
-    "posterior_mean_coef1",
-    "posterior_mean_coef2",
-    "cond_stage_model.transformer.text_model.embeddings.position_ids",
-    "cond_stage_model.1.model.text_model.embeddings.position_ids",
-    "cond_stage_model.transformer.vision_model.embeddings.position_ids",
-    "cond_stage_model.model.logit_scale",
-    "conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
-    "conditioner.embedders.0.model.logit_scale",
-    "conditioner.embedders.1.model.logit_scale",
-    "model.diffusion_model.time_embedding.cond_proj.weight",
-    "unet.time_embedding.cond_proj.weight",
-    "model_ema.decay",
-    "model_ema.num_updates",
-    "model_ema.diffusion_model",
-    "embedding_manager",
-    "denoiser.sigmas",
-    "text_encoders.t5xxl.transformer.encoder.embed_tokens.weight",
-    "ztsnr",
-    "edm_vpred.sigma_min",
-    "text_encoders.llm.output.weight",
-    "text_encoders.llm.lm_head.",
-    "first_stage_model.bn.",
-)
-
-#: ``tensor_should_be_converted``: names the engine never converts, with the reason it has.
-ENGINE_KEEPS_SUFFIX: tuple[tuple[str, str], ...] = ((".bias", "bias"), (".scale", "scale"))
-ENGINE_KEEPS_CONTAINS: tuple[tuple[str, str], ...] = tuple(
-    (marker, why)
-    for why, markers in (
-        ("Flux input/output layer", ("img_in.", "txt_in.", "time_in.", "vector_in.")),
-        ("Flux input/output layer", ("guidance_in.", "final_layer.")),
-        ("MMDiT embedder", ("x_embedder.", "t_embedder.", "y_embedder.", "pos_embed")),
-        ("MMDiT embedder", ("context_embedder.",)),
-        ("UNet time/label embedding", ("time_embed.", "label_emb.")),
-        ("embedding", ("embedding",)),
-    )
-    for marker in markers
-)
 
 
 @dataclass(frozen=True)
@@ -255,17 +192,6 @@ class Plan:
         }
 
 
-def engine_keeps(name: str) -> str | None:
-    """Why ``tensor_should_be_converted`` refuses ``name`` whatever the type (None: it may)."""
-    for suffix, why in ENGINE_KEEPS_SUFFIX:
-        if name.endswith(suffix):
-            return why
-    for marker, why in ENGINE_KEEPS_CONTAINS:
-        if marker in name:
-            return why
-    return None
-
-
 def _blocked(t: SourceTensor, q: QType) -> bool:
     return q.quantized and t.ne[0] % q.block_size != 0
 
@@ -301,7 +227,7 @@ def engine_tensors(tensors: Iterable[SourceTensor]) -> tuple[list[SourceTensor],
     kept: list[SourceTensor] = []
     dropped: list[str] = []
     for t in tensors:
-        if t.dtype.upper() in SKIPPED_DTYPES or t.name.startswith(ENGINE_UNUSED):
+        if engine_drops(t.name, t.dtype):
             dropped.append(t.name)
         else:
             kept.append(t)
@@ -359,41 +285,3 @@ def make_plan(
         notes=tuple(notes),
         meta=dict(meta or {}),
     )
-
-
-def name_regex(selected: Iterable[str], others: Iterable[str]) -> str | None:
-    """A short regex matching every ``selected`` name and none of ``others``.
-
-    Each name is reduced to its shortest dotted suffix that ends no other name, so a rule on
-    hundreds of norm weights compiles to a dozen alternatives (the engine compiles every rule
-    once per tensor, so short matters). None when nothing is selected.
-    """
-    chosen = sorted(set(selected))
-    if not chosen:
-        return None
-    taken: set[str] = set()
-    for name in others:
-        parts = name.split(".")
-        for i in range(len(parts)):
-            taken.add(".".join(parts[i:]))
-    suffixes: set[str] = set()
-    for name in chosen:
-        parts = name.split(".")
-        for i in range(len(parts) - 1, -1, -1):
-            suffix = ".".join(parts[i:])
-            if suffix not in taken:
-                suffixes.add(suffix)
-                break
-        else:  # a selected name that is also a suffix of another name: match it whole
-            suffixes.add("^" + name)
-    alts = sorted(
-        re.escape(s) if not s.startswith("^") else "^" + re.escape(s[1:]) for s in suffixes
-    )
-    plain = [a for a in alts if not a.startswith("^")]
-    anchored = [a[1:] for a in alts if a.startswith("^")]
-    parts_rx: list[str] = []
-    if plain:
-        parts_rx.append(r"(?:^|\.)(?:" + "|".join(plain) + ")$")
-    if anchored:
-        parts_rx.append("^(?:" + "|".join(anchored) + ")$")
-    return "|".join(parts_rx)

@@ -8,7 +8,7 @@ first rule that matches a tensor wins, so any row below can be overridden, e.g.
 A row selects tensors by a name regex (``pattern``) or by shape (``select``: ``vector`` = at most
 one dimension above 1, ``small`` = fewer than :data:`SMALL` elements). The engine's rules are
 name regexes only, so shape rows are compiled, per file, into a short regex of the names they
-select (see :func:`sdcpp_service.convert.plan.name_regex`); the plan shows the result.
+select (see :func:`name_regex`); the plan shows the result.
 
 The engine itself already keeps biases, embeddings, 3×3/1×1 conv kernels and the Flux/MMDiT
 input and output layers (``tensor_should_be_converted``); rows here do not repeat that.
@@ -18,17 +18,11 @@ The ``vector``/``small``/``modulation`` rows follow city96's ComfyUI-GGUF ``tool
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sdcpp_service.convert.plan import (
-    Rule,
-    SourceTensor,
-    TypeTable,
-    engine_keeps,
-    engine_tensors,
-    name_regex,
-)
+from sdcpp_service.convert.mirror import engine_keeps
+from sdcpp_service.convert.plan import Rule, SourceTensor, TypeTable, engine_tensors
 
 #: Tensors with fewer elements than this stay f32 (as in ComfyUI-GGUF).
 SMALL = 1024
@@ -119,3 +113,41 @@ def default_rules(
             out.append(Rule(pattern, row.type, row.why, "default"))
             claimed.update(selected)
     return out
+
+
+def name_regex(selected: Iterable[str], others: Iterable[str]) -> str | None:
+    """A short regex matching every ``selected`` name and none of ``others``.
+
+    Each name is reduced to its shortest dotted suffix that ends no other name, so a rule on
+    hundreds of norm weights compiles to a dozen alternatives (the engine compiles every rule
+    once per tensor, so short matters). None when nothing is selected.
+    """
+    chosen = sorted(set(selected))
+    if not chosen:
+        return None
+    taken: set[str] = set()
+    for name in others:
+        parts = name.split(".")
+        for i in range(len(parts)):
+            taken.add(".".join(parts[i:]))
+    suffixes: set[str] = set()
+    for name in chosen:
+        parts = name.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            suffix = ".".join(parts[i:])
+            if suffix not in taken:
+                suffixes.add(suffix)
+                break
+        else:  # a selected name that is also a suffix of another name: match it whole
+            suffixes.add("^" + name)
+    alts = sorted(
+        re.escape(s) if not s.startswith("^") else "^" + re.escape(s[1:]) for s in suffixes
+    )
+    plain = [a for a in alts if not a.startswith("^")]
+    anchored = [a[1:] for a in alts if a.startswith("^")]
+    parts_rx: list[str] = []
+    if plain:
+        parts_rx.append(r"(?:^|\.)(?:" + "|".join(plain) + ")$")
+    if anchored:
+        parts_rx.append("^(?:" + "|".join(anchored) + ")$")
+    return "|".join(parts_rx)

@@ -7,17 +7,9 @@ import re
 
 import pytest
 
-from sdcpp_service.convert.plan import (
-    QType,
-    Rule,
-    SourceTensor,
-    TypeTable,
-    engine_keeps,
-    make_plan,
-    name_regex,
-    parse_rule,
-)
-from sdcpp_service.convert.rules import DEFAULT_RULES, default_rules
+from sdcpp_service.convert.mirror import engine_keeps
+from sdcpp_service.convert.plan import QType, Rule, SourceTensor, TypeTable, make_plan, parse_rule
+from sdcpp_service.convert.rules import DEFAULT_RULES, default_rules, name_regex
 from sdcpp_service.convert.source import default_name, strip_type_suffix
 from sdcpp_service.errors import InvalidRequest, UnknownName, UnsupportedModel
 
