@@ -50,10 +50,15 @@ def load_image(
                 image = Image.open(raw)
                 w, h = image.size
                 if w * h > max_pixels:
+                    image.close()
                     raise InvalidImage(
                         field, f"image is {w}x{h}, over the {max_pixels} pixel limit", path
                     )
-                image.load()
+                try:
+                    image.load()
+                except BaseException:
+                    image.close()
+                    raise
         except InvalidImage:
             raise
         except (

@@ -43,6 +43,7 @@ HashFn = Callable[[str], str]
 _NULLABLE = {"eta", "flow_shift", "image_cfg_scale", "sampler", "scheduler"}
 
 
+MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 #: LoadOptions fields the model planner does not resolve (passed through as given).
 _PASS_THROUGH = ("high_noise_diffusion_model", "llm_vision")
 
@@ -69,6 +70,9 @@ def plan_model(
     for main in ("model", "diffusion_model"):
         if main in comps:
             raise InvalidRequest(main, "give the main model as the first argument")
+    path = Path(model).expanduser()
+    if path.suffix.lower() in MODEL_SUFFIXES and not path.exists():
+        raise InvalidRequest("model", f"no such model file '{model}'")
     load_plan = plan(model, comps, settings)
     fields: dict[str, Any] = {}
     for arg, path in load_plan.slots.items():
