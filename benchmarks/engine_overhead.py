@@ -101,7 +101,12 @@ def rss_series(model: str, size: int, calls: int, api: str) -> list[tuple[int, f
     if api == "ours":
         ctx = Context(LoadOptions(model=model), threads=os.cpu_count() or 2)
         for i in range(1, calls + 1):
-            generate(ctx, GenerateRequest(prompt="x", width=size, height=size, steps=1, seed=i))
+            generate(
+                ctx,
+                GenerateRequest(
+                    prompt="x", width=size, height=size, steps=1, seed=i, cfg_scale=1.0
+                ),
+            )
             if i in marks:
                 gc.collect()
                 points.append((i, rss_mib()))
@@ -111,7 +116,9 @@ def rss_series(model: str, size: int, calls: int, api: str) -> list[tuple[int, f
 
         sd = hl.StableDiffusion(model_path=model, n_threads=os.cpu_count() or 2, verbose=False)
         for i in range(1, calls + 1):
-            sd.generate_image(prompt="x", width=size, height=size, sample_steps=1, seed=i)
+            sd.generate_image(
+                prompt="x", width=size, height=size, sample_steps=1, seed=i, cfg_scale=1.0
+            )
             if i in marks:
                 gc.collect()
                 points.append((i, rss_mib()))
@@ -125,7 +132,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--calls", type=int, default=5)
     ap.add_argument("--rss-calls", type=int, default=200)
-    ap.add_argument("--rss-size", type=int, default=512)
+    ap.add_argument("--rss-size", type=int, default=128)
     ap.add_argument("--only", choices=["overhead", "rss-ours", "rss-highlevel"], default=None)
     args = ap.parse_args()
     model = args.model or kit_model()

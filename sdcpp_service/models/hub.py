@@ -25,6 +25,7 @@ PULL_COMMAND = "sdcpp pull"
 
 #: Named bundles: a main model and the components it needs, as (repo, file in repo).
 RECIPES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sd-turbo": (("stabilityai/sd-turbo", "sd_turbo.safetensors"),),
     "sd1.5": (
         ("stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
     ),
@@ -43,6 +44,12 @@ RECIPES: dict[str, tuple[tuple[str, str], ...]] = {
         ("city96/umt5-xxl-encoder-gguf", "umt5-xxl-encoder-Q8_0.gguf"),
     ),
     "taesd": (("madebyollin/taesd", "diffusion_pytorch_model.safetensors"),),
+    "z-image-turbo": (
+        ("Comfy-Org/z_image_turbo", "split_files/diffusion_models/z_image_turbo_bf16.safetensors"),
+        ("Comfy-Org/z_image_turbo", "split_files/text_encoders/qwen_3_4b.safetensors"),
+        ("Comfy-Org/z_image_turbo", "split_files/vae/ae.safetensors"),
+    ),
+    "esrgan-x4": (("ai-forever/Real-ESRGAN", "RealESRGAN_x4.pth"),),
 }  # fmt: skip
 
 
