@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import sys
 import threading
@@ -76,17 +75,9 @@ def log_engine(event: dict[str, Any]) -> None:
     log.debug("engine %s: %s", event.get("level", "warning"), event.get("text", ""))
 
 
-def _lowest_priority() -> None:
-    """Linux schedules threads separately: let the engine have the CPU, hash when it idles."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:  # pragma: no cover - not permitted: hash at normal priority
-            pass
-
-
 class Hasher:
-    """SHA-256 of the source (and baked VAE) in a thread, overlapping the conversion.
+    """SHA-256 of the source (and baked VAE) in a thread, overlapping the engine's start-up and
+    the conversion (at normal priority: on 2 cores a low-priority hash only lengthens the tail).
 
     Uses :func:`sdcpp_service.models.hash_file`, so a file hashed before (same size and mtime)
     costs nothing. Diffusers folders get no single hash.
@@ -102,7 +93,6 @@ class Hasher:
     def _run(self) -> None:
         from sdcpp_service.models import hash_file
 
-        _lowest_priority()
         try:
             for p in self.files:
                 self.hashes[str(p)] = hash_file(p, self.settings).sha256
@@ -111,9 +101,6 @@ class Hasher:
 
     def start(self) -> None:
         self._thread.start()
-
-    def stop(self) -> None:
-        """Nothing to stop: a daemon thread that only reads; forgotten on failure."""
 
     def result(self) -> dict[str, str]:
         self._thread.join()

@@ -28,6 +28,7 @@ from sdcpp_service.convert.rules import default_rules
 from sdcpp_service.errors import Cancelled, ConvertError, InvalidRequest, OutputExists
 
 if TYPE_CHECKING:
+    from sdcpp_service.convert.meta import Hasher
     from sdcpp_service.convert.source import Source
 
 # Detection (sdcpp_service.models) and the sidecar code are imported where used: `convert`
@@ -231,12 +232,15 @@ def convert(
     with _sigterm_cancels():
         worker = Worker(str(src))
         try:
+            from sdcpp_service.convert.meta import Hasher
             from sdcpp_service.convert.source import open_source
 
             source = open_source(src, vae)
+            hasher = Hasher(source, settings)
+            hasher.start()  # the file is valid: hash it while the engine starts and converts
             return _run(
-                worker, source, dst, qtype, rules, force, verify, verify_with or {},
-                catalog_dir, defaults, progress, settings, t0,
+                worker, source, hasher, dst, qtype, rules, force, verify, verify_with or {},
+                catalog_dir, defaults, progress, t0,
             )  # fmt: skip
         finally:
             worker.close()
@@ -245,6 +249,7 @@ def convert(
 def _run(
     worker: Worker,
     source: Source,
+    hasher: Hasher,
     dst: str | Path | None,
     qtype: str,
     rules: Sequence[str],
@@ -254,7 +259,6 @@ def _run(
     catalog: Path | None,
     defaults: bool,
     progress: ConvertProgressCallback | None,
-    settings: Settings,
     t0: float,
 ) -> ConvertResult:
     from sdcpp_service.convert import meta
@@ -272,7 +276,6 @@ def _run(
     tmp = _incomplete(out)
     side = meta.sidecar_path(out)
     _check_disk(out.parent, the_plan.output_bytes, tmp)
-    hasher = meta.Hasher(source, settings)
     done = False
     try:
         tmp.write_bytes(b"")  # reserve the name; proves the folder is writable
@@ -286,7 +289,6 @@ def _run(
                 "verify": spec,
             }
         )
-        hasher.start()
         outcome = _follow(worker, the_plan, tmp, progress, t0, spec is not None)
         written = tmp.stat().st_size
         if written != the_plan.output_bytes:
