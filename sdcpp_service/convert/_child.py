@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import threading
@@ -64,8 +63,9 @@ def _die_with_parent() -> None:
 
 
 def _maxrss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+    from sdcpp_service.convert.meta import own_maxrss
+
+    return own_maxrss()
 
 
 def _verify(job: dict[str, Any], channel: _Channel) -> None:
@@ -101,11 +101,17 @@ def main() -> int:
     logger.addHandler(_Forward(channel))
     logger.propagate = False
 
-    from sdcpp_service.convert._engine import engine_types
-    from sdcpp_service.engine.context import runtime
-    from sdcpp_service.engine.sdcpp import bindings_version
+    from sdcpp_service.errors import EngineNotInstalled
 
-    rt = runtime()
+    try:
+        from sdcpp_service.convert._engine import engine_types
+        from sdcpp_service.engine.context import runtime
+        from sdcpp_service.engine.sdcpp import bindings_version
+
+        rt = runtime()
+    except EngineNotInstalled as exc:
+        channel.send("not_installed", message=str(exc))
+        return 1
     lib = rt.native.lib
     channel.send(
         "ready",

@@ -12,7 +12,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from sdcpp_service.errors import ConvertError
+from sdcpp_service.errors import ConvertError, EngineNotInstalled
 
 
 def _package_root() -> str:
@@ -92,6 +92,8 @@ class Worker:
             event = self.next(timeout)
             if not event:
                 raise ConvertError(self.label, f"the engine process did not answer ({name})")
+            if event.get("event") == "not_installed":
+                raise EngineNotInstalled(event["message"])
             if event.get("event") == name:
                 return event
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import threading
 from collections import Counter
@@ -64,6 +63,11 @@ def fmt_bytes(n: float) -> str:
 
 
 def own_maxrss() -> int:
+    """Peak RSS of this process in bytes (0 where the platform has no ``resource``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 

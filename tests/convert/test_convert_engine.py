@@ -9,7 +9,7 @@ import pytest
 from sdcpp_service.config import Settings
 from sdcpp_service.convert import ConvertProgress, convert, convert_all, read_sidecar
 from sdcpp_service.convert.batch import Skipped
-from sdcpp_service.errors import ConvertError, InvalidRequest, UnsupportedModel
+from sdcpp_service.errors import ConvertError, EngineNotInstalled, InvalidRequest, UnsupportedModel
 from sdcpp_service.models.hashing import sha256_file
 from tests.synth.kit import Kit
 
@@ -207,3 +207,15 @@ def test_diffusers_folder(tmp_path: Path, settings: Settings) -> None:
     # the engine's diffusers loader: fixed files under unet. / vae. / te. (names kept)
     assert {n.split(".")[0] for n in types} == {"unet", "vae", "te"}
     assert "q8_0" in types.values() and result.metadata["source"]["sha256"] is None
+
+
+def test_missing_engine_is_reported(
+    kit: Kit, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "fake"
+    (fake / "stable_diffusion_cpp").mkdir(parents=True)
+    (fake / "stable_diffusion_cpp" / "__init__.py").write_text("raise ImportError('no engine')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))  # the engine process imports this one first
+    with pytest.raises(EngineNotInstalled, match="no engine"):
+        convert(kit.path("taesd"), tmp_path / "out.gguf", "f16", settings=settings)
+    assert not (tmp_path / "out.gguf").exists() and not (tmp_path / "out.gguf.incomplete").exists()
