@@ -13,6 +13,7 @@ from sdcpp_service.cli._errors import fail, handle_errors
 from sdcpp_service.cli._options import ForceOpt, JsonOpt
 
 if TYPE_CHECKING:
+    from sdcpp_service.convert.batch import Skipped
     from sdcpp_service.convert.plan import Plan
     from sdcpp_service.convert.run import ConvertProgress, ConvertResult
 
@@ -233,8 +234,20 @@ def _convert_all(
 ) -> None:
     from sdcpp_service.convert.batch import Skipped, convert_all
 
+    failed = 0
+
+    def show(r: ConvertResult | Skipped) -> None:
+        nonlocal failed
+        if as_json:
+            typer.echo(json.dumps(r.to_dict()))
+        elif isinstance(r, Skipped):
+            typer.echo(f"{Path(r.source).name}: {r.status}: {r.reason}")
+        else:
+            typer.echo(summary(r))
+        failed += isinstance(r, Skipped) and r.status == "failed"
+
     with Bar(enabled=sys.stderr.isatty() and not as_json) as bar:
-        results = convert_all(
+        convert_all(
             folder,
             qtype,
             rules,
@@ -243,15 +256,7 @@ def _convert_all(
             verify=verify,
             catalog=catalog,
             progress=bar,
+            on_result=show,
         )
-    failed = 0
-    for r in results:
-        if as_json:
-            typer.echo(json.dumps(r.to_dict()))
-        elif isinstance(r, Skipped):
-            typer.echo(f"{Path(r.source).name}: {r.status}: {r.reason}")
-        else:
-            typer.echo(summary(r))
-        failed += isinstance(r, Skipped) and r.status == "failed"
     if failed:
         raise typer.Exit(5)

@@ -48,6 +48,7 @@ def convert_all(
     catalog: bool = False,
     progress: ConvertProgressCallback | None = None,
     on_file: Callable[[Path], None] | None = None,
+    on_result: Callable[[ConvertResult | Skipped], None] | None = None,
     settings: Settings | None = None,
 ) -> list[ConvertResult | Skipped]:
     """Convert each candidate in turn (a fresh engine process each); GGUF files, our own
@@ -63,15 +64,21 @@ def convert_all(
     settings = settings or Settings.from_env()
     out_root = Path(dst_dir).expanduser() if dst_dir is not None else None
     results: list[ConvertResult | Skipped] = []
+
+    def add(item: ConvertResult | Skipped) -> None:
+        results.append(item)
+        if on_result is not None:
+            on_result(item)
+
     for src in candidates(root):
         reason = _skip_reason(src, target, table.writable(), out_root, force)
         if reason:
-            results.append(Skipped(str(src), reason))
+            add(Skipped(str(src), reason))
             continue
         if on_file is not None:
             on_file(src)
         try:
-            results.append(
+            add(
                 convert(
                     src,
                     out_root,
@@ -86,7 +93,7 @@ def convert_all(
             )
         except (ModelError, ConvertError) as exc:
             status = "failed" if isinstance(exc, ConvertError) else "skipped"
-            results.append(Skipped(str(src), exc.reason, status))
+            add(Skipped(str(src), exc.reason, status))
     return results
 
 
