@@ -20,7 +20,7 @@ from sdcpp_service.errors import Cancelled
 from sdcpp_service.server.engine import JobSpec
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import FINISHED, Images, Job, JobStore
-from sdcpp_service.server.worker import JobError, Worker, error_data
+from sdcpp_service.server.worker import JobError, Worker, WorkerDied, error_data
 from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.server")
@@ -235,6 +235,8 @@ class Scheduler:
                 self._wake.clear()
                 continue
             async with self.lock:
+                if self._stopping:
+                    return
                 if not self.queue:
                     continue
                 live = self._pick()
@@ -257,15 +259,18 @@ class Scheduler:
             if live.cancel:  # cancelled while the worker was (re)starting
                 raise Cancelled("cancelled")
             reply = await self.worker.call("run", spec, progress=lambda p: self._progress(live, p))
-        except Cancelled:
+        except (Cancelled, WorkerDied) as exc:
             self.loaded = ""
-            if self._stopping and not live.cancel:
+            if self._stopping and not live.cancel:  # shutdown: run it again after restart
                 self.store.requeue(job, count_attempt=False)
                 return
-            self._finish(live, "cancelled", error={"type": "Cancelled", "message": "cancelled"})
+            if isinstance(exc, Cancelled) or live.cancel:
+                self._finish(live, "cancelled", error={"type": "Cancelled", "message": "cancelled"})
+            else:
+                self._finish(live, "failed", error=error_data(exc))
         except JobError as exc:
             self._finish(live, "failed", error=exc.data)
-        except Exception as exc:  # WorkerDied, or a worker that cannot start
+        except Exception as exc:  # a worker that cannot start
             self.loaded = ""
             self._finish(live, "failed", error=error_data(exc))
         else:
