@@ -156,15 +156,15 @@ class PipelineEngine:
         return info
 
     def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
-        from sdcpp_service.engine.pipeline import Pipeline, resolve_load_options
+        from sdcpp_service.engine.pipeline import Pipeline, plan_model
         from sdcpp_service.server.models import HashCache
 
-        options = resolve_load_options(model, self.settings, **dict(load))
+        options, info = plan_model(model, self.settings, **dict(load))
         if self.pipe is not None and self.pipe.options == options:
             return {"model": model, "load_seconds": 0.0}
         self.unload()
-        hashes = HashCache(self.settings.data_dir / "hashes.json")
-        self.pipe = Pipeline(options, self.settings, hash_fn=hashes.sha256)
+        hashes = HashCache(self.settings)
+        self.pipe = Pipeline(options, self.settings, hash_fn=hashes.sha256, info=info)
         return {"model": model, "load_seconds": self.pipe.context.load_seconds}
 
     def unload(self) -> None:

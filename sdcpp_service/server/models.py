@@ -7,16 +7,13 @@ Importable by the worker process: no web framework here.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidRequest, UnknownName
 
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".sft", ".pt", ".pth", ".bin")
@@ -153,53 +150,27 @@ def check_inside(value: str, dirs: Sequence[Path], field: str) -> None:
 
 
 class HashCache:
-    """sha256 of model files, cached in a JSON file by path, size and mtime (shared by the
-    server and its worker; written atomically)."""
+    """sha256 of model files through the project's shared cache (``sdcpp_service.models``,
+    keyed by path, size and mtime under the data dir), so the CLI, the server and its worker
+    hash each file version once."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._memory: dict[str, list[Any]] = {}
-
-    def _load(self) -> dict[str, list[Any]]:
-        try:
-            data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def known(self, path: str | Path) -> str | None:
         """The cached hash when the file has not changed since, else ``None`` (no hashing)."""
-        key = str(Path(path).resolve())
+        from sdcpp_service.models._cache import FileCache
+
+        real = Path(path).resolve()
         try:
-            st = os.stat(key)
+            st = real.stat()
         except OSError:
             return None
-        for table in (self._memory, self._load()):
-            row = table.get(key)
-            if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-                self._memory[key] = row
-                return str(row[2])
-        return None
+        with FileCache(self.settings.data_dir) as db:
+            return db.get("sha256", str(real), st.st_size, st.st_mtime_ns)
 
     def sha256(self, path: str | Path) -> str:
         """The file's sha256 (hex), computed once per file version."""
-        cached = self.known(path)
-        if cached:
-            return cached
-        key = str(Path(path).resolve())
-        st = os.stat(key)
-        digest = hashlib.sha256()
-        with open(key, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        value = digest.hexdigest()
-        with self._lock:
-            self._memory[key] = [st.st_size, st.st_mtime_ns, value]
-            table = self._load()
-            table[key] = self._memory[key]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.incomplete")
-            tmp.write_text(json.dumps(table))
-            os.replace(tmp, self.path)
-        return value
+        from sdcpp_service.models import hash_file
+
+        return hash_file(path, self.settings).sha256

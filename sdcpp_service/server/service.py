@@ -71,7 +71,7 @@ class Service:
         self.store = JobStore(settings.data_dir / "jobs.sqlite")
         self.worker = Worker(engine, self.outputs, options.worker_start_timeout)
         self.scheduler = Scheduler(self.store, self.worker, max_queue=options.max_queue)
-        self.hashes = models.HashCache(settings.data_dir / "hashes.json")
+        self.hashes = models.HashCache(settings)
         self.started = time.time()
         #: A1111 options set by clients (echoed back by GET /sdapi/v1/options)
         self.a1111_options: dict[str, Any] = {}
