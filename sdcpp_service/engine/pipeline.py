@@ -70,8 +70,8 @@ def plan_model(
     for main in ("model", "diffusion_model"):
         if main in comps:
             raise InvalidRequest(main, "give the main model as the first argument")
-    path = Path(model).expanduser()
-    if path.suffix.lower() in MODEL_SUFFIXES and not path.exists():
+    given = Path(model).expanduser()
+    if given.suffix.lower() in MODEL_SUFFIXES and not given.exists():
         raise InvalidRequest("model", f"no such model file '{model}'")
     load_plan = plan(model, comps, settings)
     fields: dict[str, Any] = {}
