@@ -120,6 +120,9 @@ class GenerateRequest:
     loras: list[Lora] = field(default_factory=list)
     vae_tiling: bool = False
     cache_mode: str = "disabled"
+    #: preview images to the progress callback: none, proj (fast), tae, vae
+    preview: str = "none"
+    preview_interval: int = 1
     #: hires fix
     hires: bool = False
     hires_upscaler: str = "latent"

@@ -76,8 +76,11 @@ class ProgressHub:
         self.target: ProgressCallback | None = None
         self.started = 0.0
         self.phase = "sampling"
+        self.total = 0
+        self.eta = 0.0
         self._lib = nat.lib
         self._cb = nat.lib.sd_progress_callback(self._on_progress)
+        self._preview_cb = nat.lib.sd_preview_callback(self._on_preview)
         nat.lib.sd_set_progress_callback(self._cb, None)
 
     def _on_progress(self, step: int, steps: int, seconds_per_step: float, _data: Any) -> None:
@@ -88,19 +91,51 @@ class ProgressHub:
 
         elapsed = time.perf_counter() - self.started
         eta = max(0.0, (steps - step) * float(seconds_per_step))
+        self.total, self.eta = steps, eta
         try:
             target(Progress(step, steps, elapsed, eta, self.phase))
         except Exception:  # never let a Python error unwind through C frames
             log.exception("progress callback failed")
 
+    def _on_preview(self, step: int, count: int, frames: Any, _noisy: bool, _data: Any) -> None:
+        """Engine-owned preview frames (freed by the engine after we return): copy the first."""
+        target = self.target
+        if target is None or count < 1 or not frames or not frames[0].data:
+            return
+        from sdcpp_service.types import Progress
+
+        try:
+            img = frames[0]
+            mode = {3: "RGB", 1: "L", 4: "RGBA"}[img.channel]
+            raw = ctypes.string_at(img.data, img.width * img.height * img.channel)
+            preview = Image.frombuffer(mode, (img.width, img.height), raw, "raw", mode, 0, 1)
+            elapsed = time.perf_counter() - self.started
+            target(Progress(step, self.total, elapsed, self.eta, "preview", preview))
+        except Exception:  # never let a Python error unwind through C frames
+            log.exception("preview callback failed")
+
     @contextmanager
-    def attached(self, target: ProgressCallback | None, phase: str = "sampling") -> Iterator[None]:
+    def attached(
+        self,
+        target: ProgressCallback | None,
+        phase: str = "sampling",
+        preview_mode: int = 0,
+        preview_interval: int = 1,
+    ) -> Iterator[None]:
+        """Route progress (and, with ``preview_mode`` > 0, preview images) to ``target``."""
         self.target, self.started, self.phase = target, time.perf_counter(), phase
+        self.total, self.eta = 0, 0.0
         self._lib.sd_set_progress_callback(self._cb, None)
+        if preview_mode and target is not None:
+            self._lib.sd_set_preview_callback(
+                self._preview_cb, preview_mode, max(1, preview_interval), True, False, None
+            )
         try:
             yield
         finally:
             self.target = None
+            if preview_mode:
+                self._lib.sd_set_preview_callback(None, 0, 1, True, False, None)
 
 
 class Runtime:

@@ -100,6 +100,9 @@ def validate(ctx: Context, req: GenerateRequest) -> None:
             raise InvalidRequest(
                 "hires_denoise", f"must be between 0 and 1, got {req.hires_denoise}"
             )
+    if req.preview not in ("none", *runtime().native.enum_names("preview")):
+        names_ = ", ".join(runtime().native.enum_names("preview"))
+        raise InvalidRequest("preview", f"unknown preview mode '{req.preview}' (known: {names_})")
     resolve_sampler(ctx, req)
 
 
@@ -216,7 +219,8 @@ def generate(
     keep: list[Any] = []
     params, resolved = build_params(ctx, req, seed, keep)
     rt = runtime()
-    with ENGINE_LOCK, rt.progress.attached(progress):
+    preview = enum_value("preview", req.preview, "preview") if req.preview != "none" else 0
+    with ENGINE_LOCK, rt.progress.attached(progress, "sampling", preview, req.preview_interval):
         rt.log.install()
         mark = rt.log.mark()
         t_native = time.perf_counter()

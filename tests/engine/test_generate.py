@@ -308,3 +308,26 @@ def test_cli_generate_json_and_errors(
     ]
     missing = runner.invoke(app, ["generate", "x", "-m", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+def test_preview_images_reach_the_progress_callback(sdxs: Pipeline) -> None:
+    previews: list[Image.Image] = []
+
+    def on_progress(p: Any) -> None:
+        if p.preview is not None:
+            previews.append(p.preview)
+
+    sdxs.generate("x", seed=1, width=64, height=64, steps=2, preview="proj", progress=on_progress)
+    assert len(previews) >= 1
+    assert previews[-1].width > 0 and previews[-1].mode == "RGB"
+    with pytest.raises(InvalidRequest):
+        sdxs.generate("x", preview="hologram", **SMALL)
+
+
+def test_model_by_catalog_name(kit: Kit, tmp_path: Any) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "tiny-sdxs.safetensors").symlink_to(kit.path("sdxs"))
+    settings = Settings(data_dir=tmp_path / "data", model_dirs=(tmp_path,), threads=2)
+    with Pipeline.load("tiny-sdxs", settings=settings) as pipe:
+        assert pipe.options.model.endswith("sdxs.safetensors")
+        assert pipe.generate("x", seed=1, **SMALL)[0].size == (64, 64)
