@@ -1,0 +1,154 @@
+"""Latency of one request on a warm ``sdcpp serve`` against its peers, printed as ratios.
+
+    python benchmarks/server.py MODEL [--size 128] [--steps 2] [--runs 5] [--cfg 1.0]
+
+Peers, for the same request (prompt, size, steps, seed):
+
+- **direct**: ``Pipeline.run`` in this process on a warm pipeline (the floor: no HTTP, no queue,
+  no worker process, no PNG encoding). Target: server / direct ≤ 1.05.
+- **cold**: ``sdcpp generate`` as a fresh process (what a script calling the CLI pays each time).
+
+Server, direct and cold calls alternate, so drift in machine load hits both alike; medians are
+reported. The server runs as a subprocess on a free loopback port and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CLI = [sys.executable, "-c", "from sdcpp_service.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(http: httpx.Client, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("the server exited during start-up")
+        try:
+            if http.get("/health").json().get("worker") == "ready":
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not become ready")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--cfg", type=float, default=1.0, help="CFG scale (1.0 suits distilled models)")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    model = args.model.resolve()
+    request: dict[str, Any] = {
+        "prompt": "a lighthouse at dawn",
+        "width": args.size,
+        "height": args.size,
+        "steps": args.steps,
+        "cfg_scale": args.cfg,
+        "seed": 42,
+    }
+
+    from sdcpp_service.config import Settings
+    from sdcpp_service.engine.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "models").mkdir()
+        (root / "models" / model.name).symlink_to(model)
+        env = {**os.environ, "SDCPP_DATA_DIR": str(root / "data")}
+        port = free_port()
+        cmd = [*CLI, "serve", "--port", str(port), "--models", str(root / "models")]
+        cmd += ["--preload", model.stem, "--log-level", "warning"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        server: list[float] = []
+        direct: list[float] = []
+        cold: list[float] = []
+        #: seconds inside the native generate call, as each side measured it
+        server_engine: list[float] = []
+        direct_engine: list[float] = []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+                wait_ready(http, proc, 300)
+                settings = Settings.from_env({"SDCPP_DATA_DIR": str(root / "data")})
+                settings = settings.with_model_dirs((root / "models",))
+                load = {"threads": args.threads} if args.threads else {}
+                with Pipeline.load(model, settings=settings, **load) as pipe:
+                    http.post("/sdapi/v1/txt2img", json=request).raise_for_status()  # warm
+                    pipe.run(pipe.request(request["prompt"], **_params(request)))
+                    for i in range(args.runs):
+                        t0 = time.perf_counter()
+                        r = http.post("/sdapi/v1/txt2img", json=request)
+                        r.raise_for_status()
+                        server.append(time.perf_counter() - t0)
+                        job = http.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]
+                        server_engine.append(job["timings"]["engine_engine"])
+                        t0 = time.perf_counter()
+                        result = pipe.run(pipe.request(request["prompt"], **_params(request)))
+                        direct.append(time.perf_counter() - t0)
+                        direct_engine.append(result.timings["engine"])
+                        cold.append(_cold(model, request, root / f"cold-{i}.png", env, args))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+    s, d, c = (statistics.median(x) for x in (server, direct, cold))
+    print(f"request: {args.size}x{args.size}, {args.steps} steps, {model.name}")
+    print(f"warm server (A1111 txt2img over HTTP)  median {s:8.3f} s  of {len(server)}")
+    print(f"direct Pipeline.run in-process         median {d:8.3f} s  of {len(direct)}")
+    print(f"cold `sdcpp generate`                  median {c:8.3f} s  of {len(cold)}")
+    print(f"server / direct = {s / d:.3f}  (overhead {100 * (s / d - 1):+.1f} %, target <= +5 %)")
+    # Wall time minus native engine time: what each path adds around the engine. Robust to
+    # other load on the machine, which stretches the engine call itself.
+    added = statistics.median(w - e for w, e in zip(server, server_engine, strict=True))
+    floor = statistics.median(w - e for w, e in zip(direct, direct_engine, strict=True))
+    engine = statistics.median(direct_engine)
+    print(
+        f"around the engine: server adds {1000 * added:.1f} ms, direct {1000 * floor:.1f} ms; "
+        f"server overhead / engine time = {100 * (added - floor) / engine:.2f} %"
+    )
+    print(f"cold / server   = {c / s:.2f}x")
+    return 0
+
+
+def _cold(model: Path, request: dict[str, Any], out: Path, env: dict[str, str], args: Any) -> float:
+    """One ``sdcpp generate`` in a fresh process: start-up, load, generate, save."""
+    gen = [*CLI, "generate", str(request["prompt"]), "-m", str(model), "-o", str(out)]
+    gen += ["-W", str(args.size), "-H", str(args.size), "--steps", str(args.steps)]
+    gen += ["--seed", "42", "--cfg", str(request["cfg_scale"])] + (
+        ["-t", str(args.threads)] if args.threads else []
+    )
+    t0 = time.perf_counter()
+    subprocess.run(gen, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _params(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k != "prompt"}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
