@@ -78,11 +78,11 @@ def serve(
     options = ServerOptions(
         api_keys=keys, api_auth=creds, max_queue=max_queue, preload=preload or ""
     )
-    app = create_app(settings, options=options)
     if preload:  # fail now, not in the background, when the name is wrong
         from sdcpp_service.server import models as catalog
 
         catalog.resolve(preload, settings.model_dirs, field="preload")
+    app = create_app(settings, options=options)
     import uvicorn
 
     typer.echo(

@@ -1,0 +1,187 @@
+"""The A1111 API's lists and settings: models, VAEs, LoRAs, samplers, schedulers, upscalers,
+options (``sd_model_checkpoint`` switches the model), png-info, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sdcpp_service.engine import names
+from sdcpp_service.server import models
+from sdcpp_service.server.errors import ValidationFailed
+from sdcpp_service.server.routes.common import json_body, memory, service
+from sdcpp_service.server.service import Service, decode
+
+
+async def sd_models(request: Request) -> Response:
+    svc = service(request)
+    out = []
+    for entry in models.scan(svc.model_dirs):
+        if entry.kind not in models.MAIN_KINDS:
+            continue
+        sha = await asyncio.to_thread(svc.hashes.sha256, entry.path)
+        out.append(
+            {
+                "title": f"{entry.name} [{sha[:10]}]",
+                "model_name": entry.name.replace("/", "_"),
+                "hash": sha[:10],
+                "sha256": sha,
+                "filename": str(entry.path),
+                "config": None,
+            }
+        )
+    return JSONResponse(out)
+
+
+def _by_kind(svc: Service, *kinds: str) -> list[models.ModelEntry]:
+    return [e for e in models.scan(svc.model_dirs) if e.kind in kinds]
+
+
+async def sd_vae(request: Request) -> Response:
+    entries = _by_kind(service(request), "vae")
+    return JSONResponse([{"model_name": e.name, "filename": str(e.path)} for e in entries])
+
+
+async def loras(request: Request) -> Response:
+    entries = _by_kind(service(request), "lora")
+    return JSONResponse(
+        [
+            {"name": e.path.stem, "alias": e.name, "path": str(e.path), "metadata": {}}
+            for e in entries
+        ]
+    )
+
+
+async def samplers(request: Request) -> Response:
+    known = service(request).worker.info.get("samplers") or list(names.A1111_SAMPLERS.values())
+    return JSONResponse(
+        [{"name": names.sampler_label(n), "aliases": [n], "options": {}} for n in known]
+    )
+
+
+async def schedulers(request: Request) -> Response:
+    known = service(request).worker.info.get("schedulers") or list(names.A1111_SCHEDULERS.values())
+    return JSONResponse(
+        [
+            {
+                "name": n,
+                "label": names.scheduler_label(n),
+                "aliases": None,
+                "default_rho": -1.0,
+                "need_inner_model": False,
+            }
+            for n in known
+        ]
+    )
+
+
+async def upscalers(request: Request) -> Response:
+    builtin = [("None", None), ("Lanczos", None), ("Nearest", None)]
+    items = builtin + [(e.name, str(e.path)) for e in _by_kind(service(request), "upscaler")]
+    return JSONResponse(
+        [
+            {
+                "name": n,
+                "model_name": n if p else None,
+                "model_path": p,
+                "model_url": None,
+                "scale": 4,
+            }
+            for n, p in items
+        ]
+    )
+
+
+async def latent_upscale_modes(request: Request) -> Response:
+    known = service(request).worker.info.get("hires_upscalers") or ["latent"]
+    return JSONResponse([{"name": n.capitalize()} for n in known if n.startswith("latent")])
+
+
+async def get_options(request: Request) -> Response:
+    svc = service(request)
+    loaded = svc.loaded_model()
+    title = None
+    if loaded:
+        sha = svc.hashes.known(loaded)
+        title = svc.model_name(loaded) + (f" [{sha[:10]}]" if sha else "")
+    defaults: dict[str, Any] = {
+        "sd_model_checkpoint": title,
+        "sd_checkpoint_hash": svc.hashes.known(loaded) if loaded else None,
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "samples_format": "png",
+        "eta_noise_seed_delta": 0,
+    }
+    options = {**defaults, **svc.a1111_options}
+    if title:  # the model actually loaded wins over a stale option
+        options["sd_model_checkpoint"] = title
+    return JSONResponse(options)
+
+
+async def set_options(request: Request) -> Response:
+    svc = service(request)
+    body = await json_body(request)
+    checkpoint = body.get("sd_model_checkpoint")
+    if checkpoint:
+        if not isinstance(checkpoint, str):
+            raise ValidationFailed({"sd_model_checkpoint": "must be a model title"})
+        entry = svc.resolve_model(checkpoint, "sd_model_checkpoint")
+        if str(entry.path) != svc.loaded_model():
+            await svc.scheduler.control("load", str(entry.path), {})
+    svc.a1111_options.update(body)
+    return JSONResponse({})
+
+
+async def refresh(request: Request) -> Response:
+    return JSONResponse({})
+
+
+async def png_info(request: Request) -> Response:
+    from PIL import Image
+
+    from sdcpp_service.engine.images import parse_infotext
+
+    body = await json_body(request)
+    data = await decode(service(request), {"init_image": body.get("image")})
+    if data[1]:
+        raise ValidationFailed({"image": next(iter(data[1].values()))})
+    with Image.open(io.BytesIO(data[0]["init_image"])) as im:  # type: ignore[arg-type]
+        items = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    text = items.get("parameters", "")
+    return JSONResponse(
+        {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
+    )
+
+
+async def mem(request: Request) -> Response:
+    m = memory([None, service(request).worker.pid])
+    total, free = m.get("total_bytes", 0), m.get("available_bytes", 0)
+    return JSONResponse(
+        {
+            "ram": {"free": free, "used": total - free, "total": total, **m},
+            "cuda": {"error": "no CUDA in this build"},
+        }
+    )
+
+
+def routes(base: str) -> list[Route]:
+    return [
+        Route(f"{base}/options", get_options, methods=["GET"]),
+        Route(f"{base}/options", set_options, methods=["POST"]),
+        Route(f"{base}/sd-models", sd_models, methods=["GET"]),
+        Route(f"{base}/sd-vae", sd_vae, methods=["GET"]),
+        Route(f"{base}/samplers", samplers, methods=["GET"]),
+        Route(f"{base}/schedulers", schedulers, methods=["GET"]),
+        Route(f"{base}/upscalers", upscalers, methods=["GET"]),
+        Route(f"{base}/latent-upscale-modes", latent_upscale_modes, methods=["GET"]),
+        Route(f"{base}/loras", loras, methods=["GET"]),
+        Route(f"{base}/refresh-checkpoints", refresh, methods=["POST"]),
+        Route(f"{base}/refresh-loras", refresh, methods=["POST"]),
+        Route(f"{base}/png-info", png_info, methods=["POST"]),
+        Route(f"{base}/memory", mem, methods=["GET"]),
+    ]
