@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -105,10 +105,7 @@ class ProgressHub:
         from sdcpp_service.types import Progress
 
         try:
-            img = frames[0]
-            mode = {3: "RGB", 1: "L", 4: "RGBA"}[img.channel]
-            raw = ctypes.string_at(img.data, img.width * img.height * img.channel)
-            preview = Image.frombuffer(mode, (img.width, img.height), raw, "raw", mode, 0, 1)
+            preview = pil_from_c(frames[0])
             elapsed = time.perf_counter() - self.started
             target(Progress(step, self.total, elapsed, self.eta, "preview", preview))
         except Exception:  # never let a Python error unwind through C frames
@@ -173,8 +170,38 @@ def _path_bytes(path: str) -> bytes:
     return path.encode("utf-8") if path else b""
 
 
-class Context:
+T = TypeVar("T", bound="NativeOwner")
+
+
+class NativeOwner:
+    """Owns one native handle (``_ctx``), freed by the engine function named ``_free_fn``."""
+
+    _free_fn = ""
+    _ctx: Any = None
+
+    def close(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx:
+            with ENGINE_LOCK:
+                getattr(runtime().native.lib, self._free_fn)(ctx)
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing sensible left to do
+            pass
+
+
+class Context(NativeOwner):
     """An engine context holding loaded weights; reuse it for many generations, then close it."""
+
+    _free_fn = "free_sd_ctx"
 
     def __init__(self, options: LoadOptions, threads: int) -> None:
         from pathlib import Path
@@ -255,24 +282,6 @@ class Context:
     def supports_images(self) -> bool:
         return bool(runtime().native.lib.sd_ctx_supports_image_generation(self.handle))
 
-    def close(self) -> None:
-        ctx, self._ctx = self._ctx, None
-        if ctx:
-            with ENGINE_LOCK:
-                runtime().native.lib.free_sd_ctx(ctx)
-
-    def __enter__(self) -> Context:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: nothing sensible left to do
-            pass
-
 
 def _readable(path: Any) -> bool:
     try:
@@ -298,6 +307,13 @@ def image_to_c(image: Image.Image, keep: list[Any]) -> Any:
     )
 
 
+def pil_from_c(img: Any) -> Image.Image:
+    """Copy one engine ``sd_image_t`` into a PIL image (the engine buffer is not freed here)."""
+    mode = {3: "RGB", 1: "L", 4: "RGBA"}[img.channel]
+    raw = ctypes.string_at(img.data, img.width * img.height * img.channel)
+    return Image.frombuffer(mode, (img.width, img.height), raw, "raw", mode, 0, 1)
+
+
 def images_from_c(ptr: Any, count: int) -> list[Image.Image]:
     """Copy ``count`` engine images out, then free the engine's buffers (data and array)."""
     nat = runtime().native
@@ -306,13 +322,8 @@ def images_from_c(ptr: Any, count: int) -> list[Image.Image]:
         return out
     try:
         for i in range(count):
-            img = ptr[i]
-            if not img.data:
-                continue
-            size = img.width * img.height * img.channel
-            raw = ctypes.string_at(img.data, size)
-            mode = {3: "RGB", 1: "L", 4: "RGBA"}[img.channel]
-            out.append(Image.frombuffer(mode, (img.width, img.height), raw, "raw", mode, 0, 1))
+            if ptr[i].data:
+                out.append(pil_from_c(ptr[i]))
     finally:
         for i in range(count):
             if ptr[i].data:

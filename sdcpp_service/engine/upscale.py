@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from sdcpp_service.config import Settings
-from sdcpp_service.engine.context import ENGINE_LOCK, image_to_c, runtime
+from sdcpp_service.engine.context import ENGINE_LOCK, NativeOwner, image_to_c, pil_from_c, runtime
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
 from sdcpp_service.types import ProgressCallback
 
@@ -50,8 +50,10 @@ def resolve_upscaler(model: str | Path | None, settings: Settings) -> str:
     return str(info.path)
 
 
-class Upscaler:
+class Upscaler(NativeOwner):
     """A loaded ESRGAN model; reuse it for many images, then ``close``."""
+
+    _free_fn = "free_upscaler_ctx"
 
     def __init__(self, path: str, threads: int, tile: int = 128, offload: bool = False) -> None:
         if tile < 16:
@@ -81,12 +83,9 @@ class Upscaler:
             detail = rt.log.last_error(mark) or "no image came back"
             raise EngineError(f"upscaling failed: {detail}")
         try:
-            size = out.width * out.height * out.channel
-            raw = ctypes.string_at(out.data, size)
+            return pil_from_c(out)
         finally:
             rt.native.free(ctypes.cast(out.data, ctypes.c_void_p))
-        mode = {3: "RGB", 1: "L", 4: "RGBA"}[out.channel]
-        return Image.frombuffer(mode, (out.width, out.height), raw, "raw", mode, 0, 1)
 
     def upscale(
         self,
@@ -116,24 +115,6 @@ class Upscaler:
         if rgb.size != target:
             rgb = rgb.resize(target, Image.Resampling.LANCZOS)
         return rgb
-
-    def close(self) -> None:
-        ctx, self._ctx = self._ctx, None
-        if ctx:
-            with ENGINE_LOCK:
-                runtime().native.lib.free_upscaler_ctx(ctx)
-
-    def __enter__(self) -> Upscaler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
 
 def upscale(

@@ -1,0 +1,349 @@
+"""Video generation (Wan) on a loaded :class:`Pipeline`: validate, build the C request, run, copy.
+
+Which inputs a model takes, its size multiple and its frame rate come from one ordered table
+(:data:`FAMILIES`) keyed by the detected arch and variant. Everything that can be checked is
+checked before the engine runs (the engine itself silently rounds sizes up and frame counts
+down): frames are 4k+1 (Wan's VAE compresses time 4×), sizes a multiple of the VAE factor ×
+the 2×2 patch (16 for Wan2.1 and the Wan2.2 A14B pair, 32 for Wan2.2 TI2V 5B, whose VAE is 16×).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdcpp_service._version import __version__
+from sdcpp_service.engine import names
+from sdcpp_service.engine.context import (
+    ENGINE_LOCK,
+    enum_value,
+    image_to_c,
+    images_from_c,
+    runtime,
+)
+from sdcpp_service.engine.generate import _cache_mode
+from sdcpp_service.engine.images import fit, infotext
+from sdcpp_service.engine.videofile import check_fps
+from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
+from sdcpp_service.types import LoadOptions, ProgressCallback, VideoRequest, VideoResult
+
+if TYPE_CHECKING:
+    from sdcpp_service.engine.pipeline import Pipeline
+    from sdcpp_service.models import ModelInfo
+
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 1000
+MAX_FRAMES = 1025
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class VideoFamily:
+    """What one kind of video model takes. ``init_image``: no, optional or required."""
+
+    label: str
+    arch: str
+    variant: str  # prefix of the detected variant ("" = any)
+    multiple: int
+    fps: float
+    init_image: str = "no"
+    end_image: bool = False
+    control_frames: bool = False
+
+    def matches(self, info: ModelInfo) -> bool:
+        return info.arch == self.arch and (info.variant or "").startswith(self.variant)
+
+
+#: Video models of the pinned engine, most specific first (arch/variant from models/archs.py).
+FAMILIES: tuple[VideoFamily, ...] = (
+    VideoFamily("Wan2.2 TI2V 5B", "wan2_2_ti2v", "", 32, 24.0, init_image="optional"),
+    VideoFamily("Wan2.2 I2V A14B", "wan2_2_i2v", "", 16, 16.0, "required", end_image=True),
+    VideoFamily("Wan2.1 FLF2V", "wan2", "flf2v", 16, 16.0, "required", end_image=True),
+    VideoFamily("Wan2.1 I2V", "wan2", "i2v", 16, 16.0, "required", end_image=True),
+    VideoFamily("Wan VACE", "wan2", "vace", 16, 16.0, "optional", control_frames=True),
+    VideoFamily("Wan T2V", "wan2", "t2v", 16, 16.0),
+)
+
+
+def family_of(info: ModelInfo) -> VideoFamily:
+    for family in FAMILIES:
+        if family.matches(info):
+            return family
+    name = Path(info.path).name
+    if info.arch == "svd":
+        raise UnsupportedModel(
+            info.path, "SVD loads, but the pinned engine has no SVD video pipeline; use a Wan model"
+        )
+    raise UnsupportedModel(
+        info.path,
+        f"{name} is a {info.title} {info.kind}, not a video model (Wan 2.1/2.2); "
+        "`sdcpp generate` makes images",
+    )
+
+
+def check_high_noise(options: LoadOptions, info: ModelInfo) -> None:
+    """A Wan2.2 A14B high-noise model must be the same kind of model as the (low-noise) main one."""
+    path = options.high_noise_diffusion_model
+    if not path:
+        return
+    from sdcpp_service.models import inspect
+
+    if not Path(path).is_file():
+        raise ModelError(path, "high-noise model file not found")
+    other = inspect(Path(path))
+    if other.kind != "model" or (other.arch, other.variant) != (info.arch, info.variant):
+        raise UnsupportedModel(
+            path,
+            f"is a {other.title} {other.kind}; the high-noise model must be the same kind of "
+            f"model as {Path(info.path).name} ({info.title})",
+        )
+
+
+def check_frames(frames: int) -> None:
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise InvalidRequest("frames", f"must be a whole number ≥ 1, got {frames!r}")
+    if frames > MAX_FRAMES:
+        raise InvalidRequest("frames", f"{frames} is over the {MAX_FRAMES} frame limit")
+    if (frames - 1) % 4:
+        lower = (frames - 1) // 4 * 4 + 1
+        upper = lower + 4
+        gap = (frames - lower) - (upper - frames)
+        nearest = str(lower) if gap < 0 else str(upper) if gap > 0 else f"{lower} or {upper}"
+        raise InvalidRequest(
+            "frames",
+            f"Wan makes 4k+1 frames (1, 5, 9, …, 33, 81), not {frames}; "
+            f"the nearest valid count is {nearest}",
+        )
+
+
+def check_size(field: str, value: int, family: VideoFamily) -> None:
+    m = family.multiple
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(field, f"must be a positive whole number of pixels, got {value!r}")
+    if value > MAX_SIDE:
+        raise InvalidRequest(field, f"{value} is over the {MAX_SIDE} pixel limit")
+    if value % m:
+        lower, upper = value // m * m, value // m * m + m
+        gap = (value - lower) - (upper - value)
+        near = str(upper) if lower == 0 or gap > 0 else str(lower) if gap < 0 else f"{lower} or {upper}"  # fmt: skip
+        raise InvalidRequest(
+            field,
+            f"{value} is not a multiple of {m} for {family.label}; the nearest valid size is {near}",
+        )
+
+
+def _number(field: str, value: float, low: float, high: float = math.inf) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
+        bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f"≥ {low:g}"
+        raise InvalidRequest(field, f"must be a finite number {bound}, got {value!r}")
+
+
+def validate(pipe: Pipeline, family: VideoFamily, req: VideoRequest) -> None:
+    """Every check that can be made before the engine sees the request; errors name the field."""
+    check_size("width", req.width, family)
+    check_size("height", req.height, family)
+    check_frames(req.frames)
+    check_fps(req.fps)
+    if not isinstance(req.steps, int) or not 1 <= req.steps <= MAX_STEPS:
+        raise InvalidRequest("steps", f"must be between 1 and {MAX_STEPS}, got {req.steps}")
+    _number("cfg_scale", req.cfg_scale, 0.0)
+    if req.seed > MAX_SEED:
+        raise InvalidRequest("seed", f"must be at most {MAX_SEED} (or -1 for random)")
+    if req.flow_shift is not None:
+        _number("flow_shift", req.flow_shift, 0.0)
+    label = family.label
+    if req.init_image is None and family.init_image == "required":
+        raise InvalidRequest("init_image", f"{label} makes video from an image: give init_image")
+    if req.init_image is not None and family.init_image == "no":
+        raise InvalidRequest("init_image", f"{label} is text-to-video only; it takes no image")
+    if req.end_image is not None and not family.end_image:
+        raise InvalidRequest("end_image", f"{label} takes no end image (FLF2V and I2V models do)")
+    if req.control_frames and not family.control_frames:
+        raise InvalidRequest("control_frames", f"{label} takes no control video (VACE does)")
+    _number("vace_strength", req.vace_strength, 0.0, 10.0)
+    high = pipe.options.high_noise_diffusion_model
+    for field, value in (
+        ("high_noise_steps", req.high_noise_steps),
+        ("high_noise_cfg_scale", req.high_noise_cfg_scale),
+        ("high_noise_sampler", req.high_noise_sampler),
+    ):
+        if value is not None and not high:
+            raise InvalidRequest(field, "needs a high-noise model (high_noise_diffusion_model)")
+    if req.high_noise_steps is not None and not 1 <= req.high_noise_steps <= MAX_STEPS:
+        raise InvalidRequest("high_noise_steps", f"must be between 1 and {MAX_STEPS}")
+    if req.high_noise_cfg_scale is not None:
+        _number("high_noise_cfg_scale", req.high_noise_cfg_scale, 0.0)
+    if not 0.0 < req.moe_boundary < 1.0:
+        raise InvalidRequest("moe_boundary", f"must be between 0 and 1, got {req.moe_boundary}")
+    for lora in req.loras:
+        if not Path(lora.path).is_file():
+            raise ModelError(lora.path, "LoRA file not found")
+    _samplers(pipe, req)
+    _cache_mode(req.cache_mode)
+
+
+def _samplers(pipe: Pipeline, req: VideoRequest) -> tuple[int, int, int]:
+    """(sampler, scheduler, high-noise sampler) engine values; unknown names raise UnknownName."""
+    ctx, count = pipe.context, runtime().native.counts
+
+    def sampler(label: str | None, field: str) -> tuple[int, str | None]:
+        name, legacy = names.sampler_from_label(label) if label else (None, None)
+        value = enum_value("sample_method", name, field)
+        return (ctx.default_sampler() if value == count["sample_method"] else value), legacy
+
+    main, legacy = sampler(req.sampler, "sampler")
+    high = sampler(req.high_noise_sampler, "high_noise_sampler")[0] if req.high_noise_sampler else main  # fmt: skip
+    label = req.scheduler or legacy
+    scheduler = enum_value("scheduler", names.scheduler_from_label(label) if label else None, "scheduler")  # fmt: skip
+    if scheduler == count["scheduler"]:
+        scheduler = ctx.default_scheduler(main)
+    return main, scheduler, high
+
+
+def build_params(pipe: Pipeline, req: VideoRequest, seed: int, keep: list[Any]) -> Any:
+    """The ``sd_vid_gen_params_t`` for ``req`` (engine defaults first)."""
+    rt = runtime()
+    lib = rt.native.lib
+    p = lib.sd_vid_gen_params_t()
+    rt.native.vid_gen_params_init(ctypes.byref(p))
+    prompt, negative = req.prompt.encode("utf-8"), req.negative_prompt.encode("utf-8")
+    keep += [prompt, negative]
+    p.prompt, p.negative_prompt, p.clip_skip = prompt, negative, req.clip_skip
+    p.width, p.height, p.video_frames, p.seed = req.width, req.height, req.frames, seed
+    sampler, scheduler, high_sampler = _samplers(pipe, req)
+    sp = p.sample_params
+    sp.sample_method, sp.scheduler, sp.sample_steps = sampler, scheduler, req.steps
+    sp.guidance.txt_cfg = req.cfg_scale
+    if req.eta is not None:
+        sp.eta = req.eta
+    if req.flow_shift is not None:
+        sp.flow_shift = req.flow_shift
+    if pipe.options.high_noise_diffusion_model:
+        hp = p.high_noise_sample_params
+        hp.sample_method, hp.scheduler = high_sampler, scheduler
+        hp.sample_steps = -1 if req.high_noise_steps is None else req.high_noise_steps
+        cfg = req.cfg_scale if req.high_noise_cfg_scale is None else req.high_noise_cfg_scale
+        hp.guidance.txt_cfg = cfg
+        if req.eta is not None:
+            hp.eta = req.eta
+        p.moe_boundary = req.moe_boundary
+    size = (req.width, req.height)
+    if req.init_image is not None:
+        p.init_image = image_to_c(fit(req.init_image.convert("RGB"), *size), keep)
+    if req.end_image is not None:
+        p.end_image = image_to_c(fit(req.end_image.convert("RGB"), *size), keep)
+    if req.control_frames:
+        arr = (lib.sd_image_t * len(req.control_frames))()
+        for i, frame in enumerate(req.control_frames):
+            arr[i] = image_to_c(fit(frame.convert("RGB"), *size), keep)
+        keep.append(arr)
+        p.control_frames, p.control_frames_size = arr, len(req.control_frames)
+    p.vace_strength = req.vace_strength
+    if req.loras:
+        loras = (lib.sd_lora_t * len(req.loras))()
+        for i, lora in enumerate(req.loras):
+            raw = lora.path.encode("utf-8")
+            keep.append(raw)
+            loras[i].path, loras[i].multiplier = raw, lora.weight
+            loras[i].is_high_noise = lora.high_noise
+        keep.append(loras)
+        p.loras, p.lora_count = loras, len(req.loras)
+    p.vae_tiling_params.enabled = req.vae_tiling
+    p.cache.mode = _cache_mode(req.cache_mode)
+    return p
+
+
+def _name(kind: str, value: int) -> str:
+    return next((n for n, v in runtime().native.enum_names(kind).items() if v == value), str(value))
+
+
+def run_video(
+    pipe: Pipeline, req: VideoRequest, progress: ProgressCallback | None = None
+) -> VideoResult:
+    """Generate ``req`` on ``pipe``; the first frame carries ``info["parameters"]``/``["sdcpp"]``."""
+    t_start = time.perf_counter()
+    info = pipe.model_info()
+    family = family_of(info)
+    check_high_noise(pipe.options, info)
+    validate(pipe, family, req)
+    seed = req.seed if req.seed >= 0 else random.randint(0, MAX_SEED)
+    keep: list[Any] = []
+    params = build_params(pipe, req, seed, keep)
+    rt = runtime()
+    count = ctypes.c_int(0)
+    with ENGINE_LOCK, rt.progress.attached(progress):
+        rt.log.install()
+        mark = rt.log.mark()
+        t_native = time.perf_counter()
+        ptr = rt.native.lib.generate_video(
+            pipe.context.handle, ctypes.byref(params), ctypes.byref(count)
+        )
+        native_seconds = time.perf_counter() - t_native
+        errors = rt.log.since(mark, 3)
+    frames = images_from_c(ptr, count.value) if ptr else []
+    del keep
+    if not frames:
+        detail = errors[-1].split("] ", 1)[-1] if errors else "no frames came back"
+        raise EngineError(f"video generation failed: {detail}")
+    frames = [f if f.mode == "RGB" else f.convert("RGB") for f in frames]
+    sampler, scheduler, high_sampler = _samplers(pipe, req)
+    used = {
+        **req.summary(),
+        "seed": seed,
+        "sampler": _name("sample_method", sampler),
+        "scheduler": _name("scheduler", scheduler),
+        "frames_out": len(frames),
+        "model": pipe.options.main_path,
+        "family": family.label,
+    }
+    if pipe.options.high_noise_diffusion_model:
+        used["high_noise_model"] = pipe.options.high_noise_diffusion_model
+        used["high_noise_sampler"] = _name("sample_method", high_sampler)
+    total = time.perf_counter() - t_start
+    timings = {"engine": native_seconds, "total": total, "overhead": total - native_seconds}
+    text = video_infotext(pipe, req, used, frames[0].size, len(frames))
+    frames[0].info["parameters"], frames[0].info["sdcpp"] = text, used
+    return VideoResult(frames, seed, req.fps, used, timings, text)
+
+
+def video_infotext(
+    pipe: Pipeline, req: VideoRequest, used: dict[str, Any], size: tuple[int, int], count: int
+) -> str:
+    main = pipe.options.main_path
+    fields: dict[str, Any] = {
+        "Steps": req.steps,
+        "Sampler": names.sampler_label(used["sampler"]),
+        "Schedule type": names.scheduler_label(used["scheduler"]),
+        "CFG scale": req.cfg_scale,
+        "Seed": used["seed"],
+        "Size": f"{size[0]}x{size[1]}",
+        "Frames": count,
+        "FPS": f"{req.fps:g}",
+        "Flow shift": req.flow_shift,
+        "Model hash": pipe.short_hash(main),
+        "Model": Path(main).stem,
+    }
+    high = pipe.options.high_noise_diffusion_model
+    if high:
+        fields["High noise model"] = Path(high).stem
+        fields["High noise model hash"] = pipe.short_hash(high)
+        fields["High noise steps"] = req.high_noise_steps or "auto"
+        fields["High noise CFG scale"] = req.high_noise_cfg_scale
+    if req.init_image is not None:
+        fields["Init image"] = f"{req.init_image.width}x{req.init_image.height}"
+    if req.end_image is not None:
+        fields["End image"] = f"{req.end_image.width}x{req.end_image.height}"
+    if req.control_frames:
+        fields["Control frames"] = len(req.control_frames)
+        fields["VACE strength"] = req.vace_strength
+    if req.loras:
+        fields["Lora hashes"] = ", ".join(
+            f"{Path(lo.path).stem}: {pipe.short_hash(lo.path) or ''}" for lo in req.loras
+        )
+    fields["Version"] = f"sdcpp-service {__version__}"
+    return infotext(req.prompt, req.negative_prompt, fields)
