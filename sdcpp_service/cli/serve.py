@@ -81,7 +81,7 @@ def serve(
     if preload:  # fail now, not in the background, when the name is wrong
         from sdcpp_service.server import models as catalog
 
-        catalog.resolve(preload, settings.model_dirs, field="preload")
+        catalog.resolve(preload, settings, field="preload")
     app = create_app(settings, options=options)
     import uvicorn
 

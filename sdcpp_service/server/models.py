@@ -1,7 +1,9 @@
-"""Model files under the configured folders: a simple scan, safe name resolution, hash cache.
+"""Model files the server offers: the project's catalog, safe name resolution, hash cache.
 
-Every name or path a client sends goes through :func:`resolve`, which only ever returns a file
-inside one of the configured model folders (resolved, symlinks followed, ``is_relative_to``).
+The list comes from :func:`sdcpp_service.models.scan` (detected by content, cached by size and
+mtime, A1111/ComfyUI folders used in place). Every name or path a client sends goes through
+:func:`resolve`, which only ever returns a catalogued file, or a file inside one of the configured
+model folders (resolved, symlinks followed, ``is_relative_to``).
 Importable by the worker process: no web framework here.
 """
 
@@ -16,28 +18,15 @@ from typing import Any
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidRequest, UnknownName
 
-MODEL_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".sft", ".pt", ".pth", ".bin")
-
-#: First folder below a model root (lower case) → kind. ComfyUI and A1111 spellings.
-FOLDER_KINDS: dict[str, str] = {
-    "checkpoints": "checkpoint",
-    "stable-diffusion": "checkpoint",
-    "diffusion_models": "diffusion_model",
-    "unet": "diffusion_model",
-    "vae": "vae",
-    "vae_approx": "taesd",
-    "loras": "lora",
-    "lora": "lora",
-    "text_encoders": "text_encoder",
-    "clip": "text_encoder",
-    "controlnet": "controlnet",
-    "upscale_models": "upscaler",
-    "esrgan": "upscaler",
-    "embeddings": "embedding",
-}
-
-#: Kinds a client may name as "the model" of a job.
+#: Kinds a client may name as "the model" of a job: a full checkpoint, or a diffusion model
+#: (DiT/UNet only; the engine's planner adds the components it needs).
 MAIN_KINDS = ("checkpoint", "diffusion_model")
+#: Every kind the catalog knows, as the server names them.
+ALL_KINDS = (
+    *MAIN_KINDS,
+    *("vae", "taesd", "text_encoder", "lora", "controlnet", "upscaler", "embedding"),
+    *("photomaker", "clip_vision"),
+)
 
 #: A1111 titles carry the short hash: ``name [0123456789]``.
 _TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]\s*$")
@@ -45,51 +34,44 @@ _TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]\s*$")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model file: ``name`` is its path below its kind folder, without the suffix."""
+    """One usable model file (or diffusers folder) with its unique catalog ``name``."""
 
     name: str
     kind: str
     path: Path
     size: int
     mtime: float
+    arch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
+            "arch": self.arch,
             "path": str(self.path),
             "filename": self.path.name,
             "size": self.size,
         }
 
 
-def _entry(root: Path, path: Path) -> ModelEntry | None:
-    rel = path.relative_to(root)
-    kind = FOLDER_KINDS.get(rel.parts[0].lower(), "") if len(rel.parts) > 1 else ""
-    if kind:
-        rel = rel.relative_to(rel.parts[0])
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    name = rel.with_suffix("").as_posix()
-    return ModelEntry(name, kind or "checkpoint", path, st.st_size, st.st_mtime)
+def scan(settings: Settings) -> list[ModelEntry]:
+    """Every usable model in the configured folders (the catalog; cached between calls)."""
+    from sdcpp_service.models import scan as catalog_scan
 
-
-def scan(dirs: Iterable[Path]) -> list[ModelEntry]:
-    """Every model file below ``dirs`` (recursive, sorted; the first folder wins a name)."""
     out: list[ModelEntry] = []
-    seen: set[tuple[str, str]] = set()
-    for root in dirs:
-        if not root.is_dir():
+    for entry in catalog_scan(settings).usable():
+        info = entry.info
+        if info is None:
             continue
-        for path in sorted(root.rglob("*")):
-            if path.suffix.lower() not in MODEL_SUFFIXES or not path.is_file():
-                continue
-            entry = _entry(root, path)
-            if entry is not None and (entry.kind, entry.name) not in seen:
-                seen.add((entry.kind, entry.name))
-                out.append(entry)
+        kind = info.kind
+        if kind == "model":
+            kind = "diffusion_model" if info.slot == "diffusion_model_path" else "checkpoint"
+        path = Path(entry.path)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        out.append(ModelEntry(entry.name, kind, path, info.size, mtime, info.arch))
     return out
 
 
@@ -100,26 +82,27 @@ def inside(path: Path, dirs: Iterable[Path]) -> bool:
 
 
 def resolve(
-    value: str, dirs: Sequence[Path], kinds: Sequence[str] = MAIN_KINDS, field: str = "model"
+    value: str, settings: Settings, kinds: Sequence[str] = MAIN_KINDS, field: str = "model"
 ) -> ModelEntry:
-    """A name (``sdxs``, ``sub/name``, a file name, an A1111 title) or a path inside the model
-    folders → its entry. Anything outside the folders is refused as unknown."""
+    """A name (``sdxs``, a file name, an A1111 title ``name [hash]``, an alias) or a path inside
+    the model folders → its entry. Anything outside the folders is refused as unknown."""
     text = _TITLE_HASH.sub("", value.strip())
-    entries = [e for e in scan(dirs) if e.kind in kinds]
-    for key in ("name", "filename", "stem"):
-        for entry in entries:
-            candidate = {
-                "name": entry.name,
-                "filename": entry.path.name,
-                "stem": entry.path.stem,
-            }[key]
-            if candidate == text:
-                return entry
+    entries = [e for e in scan(settings) if e.kind in kinds]
+    lowered = text.lower()
+    tiers = (
+        [e for e in entries if e.name == text],
+        [e for e in entries if text in (e.path.name, e.path.stem)],
+        [e for e in entries if e.name.lower() == lowered],
+    )
+    for hits in tiers:
+        if len(hits) == 1:
+            return hits[0]
+    dirs = settings.model_dirs
     if text and "\x00" not in text:
         for root in dirs:
             path = Path(text).expanduser()
             path = path if path.is_absolute() else root / path
-            if path.is_file() and inside(path, dirs):
+            if path.exists() and inside(path, dirs):
                 for entry in entries:
                     if entry.path.resolve() == path.resolve():
                         return entry

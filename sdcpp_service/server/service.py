@@ -105,7 +105,7 @@ class Service:
         return self.settings.model_dirs
 
     def resolve_model(self, name: str, field: str = "model") -> models.ModelEntry:
-        return models.resolve(name, self.model_dirs, models.MAIN_KINDS, field)
+        return models.resolve(name, self.settings, models.MAIN_KINDS, field)
 
     def loaded_model(self) -> str:
         return self.scheduler.loaded.partition("|")[0]
@@ -115,13 +115,13 @@ class Service:
             return str(self.resolve_model(self.options.preload).path)
         if self.loaded_model():
             return self.loaded_model()
-        for entry in models.scan(self.model_dirs):
+        for entry in models.scan(self.settings):
             if entry.kind in models.MAIN_KINDS:
                 return str(entry.path)
         raise InvalidRequest("model", "no model given and none found in the model folders")
 
     def model_name(self, path: str) -> str:
-        for entry in models.scan(self.model_dirs):
+        for entry in models.scan(self.settings):
             if str(entry.path) == path:
                 return entry.name
         return Path(path).stem
@@ -164,14 +164,14 @@ class Service:
         overrides: dict[str, str] = {}
         for slot, name in (load or {}).items():
             try:
-                entry = models.resolve(name, self.model_dirs, LOAD_SLOTS[slot], slot)
+                entry = models.resolve(name, self.settings, LOAD_SLOTS[slot], slot)
                 overrides[slot] = str(entry.path)
             except InvalidRequest as exc:
                 problems[slot] = exc.reason
         values = dict(values)
         if values.get("hires_model"):
             try:
-                found = models.resolve(values["hires_model"], self.model_dirs, ("upscaler",))
+                found = models.resolve(values["hires_model"], self.settings, ("upscaler",))
                 values["hires_model"] = str(found.path)
             except InvalidRequest as exc:
                 problems["hires_model"] = exc.reason

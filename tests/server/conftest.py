@@ -12,23 +12,25 @@ from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
 from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.service import ServerOptions
+from tests.models import layouts as L
+from tests.models.corpus import write_safetensors
 
 MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    """A model folder with two fake checkpoints, a VAE and a LoRA (the fake engine reads none)."""
+    """A model folder with two SD1 checkpoints, a VAE and a LoRA: real tensor names and shapes
+    in header-only files (the catalog detects them; the fake engine reads none)."""
     root = tmp_path / "models"
-    for rel in (
-        "checkpoints/alpha.safetensors",
-        "checkpoints/sub/beta.gguf",
-        "vae/myvae.safetensors",
-        "loras/style.safetensors",
-    ):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\0" * 16)
+    sd1 = {
+        **L.prefixed("model.diffusion_model.", L.unet(768)),
+        **L.prefixed("cond_stage_model.transformer.", L.clip_text(768)),
+    }
+    write_safetensors(root / "checkpoints" / "alpha.safetensors", sd1)
+    write_safetensors(root / "checkpoints" / "sub" / "beta.safetensors", sd1)
+    write_safetensors(root / "vae" / "myvae.safetensors", L.kl_vae(4))
+    write_safetensors(root / "loras" / "style.safetensors", L.kohya_lora(768))
     return root
 
 

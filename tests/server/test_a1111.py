@@ -129,12 +129,12 @@ def test_lists_and_options(client: TestClient) -> None:
     assert client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
     assert client.get("/sdapi/v1/memory").json()["ram"]["total"] > 0
     options = client.get("/sdapi/v1/options").json()
-    beta = next(m for m in models if m["model_name"] == "sub_beta")
+    beta = next(m for m in models if m["model_name"] == "beta")
     options["sd_model_checkpoint"] = beta["title"]
     assert client.post("/sdapi/v1/options", json=options).status_code == 200
     assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == beta["title"]
     r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64})
-    assert json.loads(r.json()["info"])["sd_model_name"] == "sub/beta"
+    assert json.loads(r.json()["info"])["sd_model_name"] == "beta"
     r = client.post(
         "/sdapi/v1/txt2img",
         json={

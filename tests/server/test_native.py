@@ -111,7 +111,7 @@ def test_model_names_cannot_escape_the_folders(client: TestClient, tmp_path: Any
     r = client.post("/api/v1/jobs", json={"prompt": "x", "loras": [{"name": str(outside)}]})
     assert r.status_code == 422
     r = client.post(
-        "/api/v1/jobs", json={"prompt": "x <lora:style:0.5>", "model": "sub/beta", "vae": "myvae"}
+        "/api/v1/jobs", json={"prompt": "x <lora:style:0.5>", "model": "beta", "vae": "myvae"}
     )
     assert r.status_code == 202, r.text
     r = client.get("/api/v1/outputs/..%2Fjobs.sqlite")
@@ -123,8 +123,10 @@ def test_model_names_cannot_escape_the_folders(client: TestClient, tmp_path: Any
 def test_models_and_service_endpoints(client: TestClient) -> None:
     models = client.get("/api/v1/models").json()["models"]
     names = {(m["kind"], m["name"]) for m in models}
-    assert {("checkpoint", "alpha"), ("checkpoint", "sub/beta"), ("vae", "myvae")} <= names
-    assert client.get("/api/v1/models/sub/beta").json()["filename"] == "beta.gguf"
+    assert {("checkpoint", "alpha"), ("checkpoint", "beta"), ("vae", "myvae")} <= names
+    beta = client.get("/api/v1/models/beta").json()
+    assert beta["filename"] == "beta.safetensors" and beta["arch"] == "sd1"
+    assert beta["info"]["kind"] == "model" and beta["info"]["slot"] == "model_path"
     assert client.post("/api/v1/models/load", json={"model": "alpha"}).json()["loaded"] == "alpha"
     assert client.get("/system").json()["loaded_model"] == "alpha"
     assert client.post("/api/v1/models/unload").status_code == 200

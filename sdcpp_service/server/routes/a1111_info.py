@@ -21,7 +21,7 @@ from sdcpp_service.server.service import Service, decode
 async def sd_models(request: Request) -> Response:
     svc = service(request)
     out = []
-    for entry in models.scan(svc.model_dirs):
+    for entry in models.scan(svc.settings):
         if entry.kind not in models.MAIN_KINDS:
             continue
         sha = await asyncio.to_thread(svc.hashes.sha256, entry.path)
@@ -39,7 +39,7 @@ async def sd_models(request: Request) -> Response:
 
 
 def _by_kind(svc: Service, *kinds: str) -> list[models.ModelEntry]:
-    return [e for e in models.scan(svc.model_dirs) if e.kind in kinds]
+    return [e for e in models.scan(svc.settings) if e.kind in kinds]
 
 
 async def sd_vae(request: Request) -> Response:

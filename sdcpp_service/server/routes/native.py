@@ -65,7 +65,7 @@ def job_view(svc: Service, job: Job, names: dict[str, str] | None = None) -> dic
 
 
 def _names(svc: Service) -> dict[str, str]:
-    return {str(e.path): e.name for e in models.scan(svc.model_dirs)}
+    return {str(e.path): e.name for e in models.scan(svc.settings)}
 
 
 async def create_job(request: Request) -> Response:
@@ -165,15 +165,17 @@ def _model_view(svc: Service, entry: models.ModelEntry) -> dict[str, Any]:
 async def list_models(request: Request) -> Response:
     svc = service(request)
     kind = request.query_params.get("kind")
-    entries = [e for e in models.scan(svc.model_dirs) if kind is None or e.kind == kind]
+    entries = [e for e in models.scan(svc.settings) if kind is None or e.kind == kind]
     return JSONResponse({"models": [_model_view(svc, e) for e in entries]})
 
 
 async def inspect_model(request: Request) -> Response:
     svc = service(request)
-    kinds = tuple(sorted(set(models.FOLDER_KINDS.values()) | {"checkpoint"}))
-    entry = models.resolve(request.path_params["name"], svc.model_dirs, kinds)
+    entry = models.resolve(request.path_params["name"], svc.settings, models.ALL_KINDS)
     view = _model_view(svc, entry)
+    from sdcpp_service.models import inspect
+
+    view["info"] = (await asyncio.to_thread(inspect, entry.path)).to_dict()
     if request.query_params.get("hash") in ("1", "true"):
         view["sha256"] = await asyncio.to_thread(svc.hashes.sha256, entry.path)
     return JSONResponse(view)

@@ -207,7 +207,7 @@ async def list_models(request: Request) -> Response:
     svc = service(request)
     data = [
         {"id": e.name, "object": "model", "created": int(e.mtime), "owned_by": "sdcpp-service"}
-        for e in models.scan(svc.model_dirs)
+        for e in models.scan(svc.settings)
         if e.kind in models.MAIN_KINDS
     ]
     return JSONResponse({"object": "list", "data": data})
