@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdcpp_service.errors import InvalidImage, InvalidRequest
+from sdcpp_service.server import engine
 from sdcpp_service.server.errors import ValidationFailed
 
 
@@ -61,7 +62,8 @@ GENERATION: dict[str, Field] = {
     "hires_denoise": Field(float, 0, 1),
 }
 
-IMAGE_FIELDS = ("init_image", "mask", "control_image")
+#: Single-image fields (``ref_images``, a list, is decoded on its own).
+IMAGE_FIELDS = tuple(f for f in engine.IMAGE_FIELDS if f != "ref_images")
 
 
 def coerce(name: str, value: Any, spec: Field) -> Any:

@@ -75,7 +75,7 @@ class Service:
         self.started = time.time()
         #: A1111 options set by clients (echoed back by GET /sdapi/v1/options)
         self.a1111_options: dict[str, Any] = {}
-        self._warming: asyncio.Task[None] = asyncio.Future()  # type: ignore[assignment]
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.scheduler.start()
@@ -93,7 +93,7 @@ class Service:
             log.error("start-up: %s", exc)
 
     async def stop(self) -> None:
-        if not self._warming.done():
+        if self._warming is not None and not self._warming.done():
             self._warming.cancel()
         await self.scheduler.stop()
         self.store.close()
