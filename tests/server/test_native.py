@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
@@ -179,3 +180,27 @@ def test_auth(make_client: MakeClient) -> None:
     assert client.get("/api/v1/jobs", auth=("user", "no")).status_code == 401
     r = client.get("/v1/models")
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+def test_input_pixel_limit_and_streamed_body_limit(make_client: MakeClient) -> None:
+    client = make_client(max_input_pixels=100 * 100, max_body_bytes=50_000)
+    r = client.post(
+        "/api/v1/jobs", json={"kind": "img2img", "prompt": "x", "init_image": png(200, 200)}
+    )
+    assert r.status_code == 422 and "pixel limit" in r.json()["error"]["fields"]["init_image"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = client.post("/api/v1/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "payload_too_large"
+
+
+def test_unknown_route_and_method_are_json(client: TestClient) -> None:
+    r = client.get("/api/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "http_error"
+    r = client.put("/api/v1/jobs")
+    assert r.status_code == 405 and "error" in r.json()
