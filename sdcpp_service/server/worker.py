@@ -132,6 +132,8 @@ class Worker:
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
         self.starts = 0
+        #: why the last start failed ("" once a worker is ready)
+        self.error = ""
         self._proc: Any = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
@@ -179,7 +181,10 @@ class Worker:
             self._reader.start()
             try:
                 self.info = await asyncio.wait_for(self._ready, self.start_timeout)
-            except BaseException:
+                self.error = ""
+            except BaseException as exc:
+                if not isinstance(exc, (Cancelled, asyncio.CancelledError)):
+                    self.error = str(exc) or type(exc).__name__
                 self.kill()
                 raise
 

@@ -163,3 +163,32 @@ def test_restart_recovers_queued_and_running(tmp_path: Path) -> None:
         assert s.store.inputs(queued.id) == {}
 
     run_with(tmp_path, body)
+
+
+class BrokenEngine(FakeEngine):
+    """An engine whose start fails (as with missing bindings)."""
+
+    def start(self) -> dict[str, Any]:
+        from sdcpp_service.errors import EngineNotInstalled
+
+        raise EngineNotInstalled("no engine here")
+
+
+def test_engine_that_cannot_start_fails_jobs_not_the_server(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = JobStore(tmp_path / "jobs.db")
+        worker = Worker(BrokenEngine(), tmp_path / "outputs", 60)
+        sched = Scheduler(store, worker)
+        await sched.start()
+        try:
+            j = job()
+            sched.submit(j)
+            failed = await asyncio.wait_for(sched.wait(j.id), 60)
+            assert failed.state == "failed" and failed.error is not None
+            assert failed.error["type"] == "EngineNotInstalled"
+            assert "no engine here" in worker.error
+        finally:
+            await sched.stop()
+            store.close()
+
+    asyncio.run(main())

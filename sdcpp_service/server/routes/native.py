@@ -204,13 +204,20 @@ async def refresh_models(request: Request) -> Response:
 # -- service ----------------------------------------------------------------------------------
 
 
+def _worker_state(svc: Service) -> str:
+    if svc.worker.alive and svc.worker.info:
+        return "ready"
+    return "failed" if svc.worker.error else "starting"
+
+
 async def health(request: Request) -> Response:
     svc = service(request)
     current = svc.scheduler.current
     return JSONResponse(
         {
             "status": "ok",
-            "worker": "ready" if svc.worker.alive and svc.worker.info else "starting",
+            "worker": _worker_state(svc),
+            "worker_error": svc.worker.error or None,
             "queued": len(svc.scheduler.queue),
             "running": current.job.id if current else None,
         }
