@@ -25,11 +25,20 @@ from sdcpp_service.errors import (
     SdcppError,
     UnknownName,
 )
-from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, Lora, Progress
+from sdcpp_service.types import (
+    GenerateRequest,
+    GenerateResult,
+    LoadOptions,
+    Lora,
+    Progress,
+    VideoRequest,
+    VideoResult,
+)
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
     from sdcpp_service.engine.upscale import Upscaler, upscale
+    from sdcpp_service.engine.video import generate_video
     from sdcpp_service.models import ModelInfo, inspect, plan, pull, scan
 
 __all__ = [
@@ -48,7 +57,10 @@ __all__ = [
     "Settings",
     "UnknownName",
     "Upscaler",
+    "VideoRequest",
+    "VideoResult",
     "__version__",
+    "generate_video",
     "inspect",
     "plan",
     "pull",
@@ -65,6 +77,7 @@ _LAZY = {
     "scan": "sdcpp_service.models",
     "Upscaler": "sdcpp_service.engine.upscale",
     "upscale": "sdcpp_service.engine.upscale",
+    "generate_video": "sdcpp_service.engine.video",
 }
 
 

@@ -184,3 +184,71 @@ class ModelRef:
 
     def as_path(self) -> Path:
         return Path(self.value).expanduser()
+
+
+@dataclass
+class VideoRequest:
+    """One video generation call (Wan). ``None`` means "the engine's default for this model".
+
+    ``frames`` must be 4k+1 (1, 5, 9, …, 33, 81); ``fps`` only sets the playback rate of the file.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 832
+    height: int = 480
+    frames: int = 33
+    fps: float = 16.0
+    steps: int = 20
+    cfg_scale: float = 6.0
+    sampler: str | None = None
+    scheduler: str | None = None
+    seed: int = -1
+    clip_skip: int = -1
+    eta: float | None = None
+    flow_shift: float | None = None
+    #: image-to-video (first frame) and first-last-frame (last frame)
+    init_image: Image.Image | None = None
+    end_image: Image.Image | None = None
+    #: VACE: per-frame control video (depth, pose, …), and how strongly it steers
+    control_frames: list[Image.Image] = field(default_factory=list)
+    vace_strength: float = 1.0
+    #: Wan2.2 A14B pair (needs ``LoadOptions.high_noise_diffusion_model``): steps on the
+    #: high-noise model (None: switch where sigma drops below ``moe_boundary``), its CFG and sampler
+    high_noise_steps: int | None = None
+    high_noise_cfg_scale: float | None = None
+    high_noise_sampler: str | None = None
+    moe_boundary: float = 0.875
+    loras: list[Lora] = field(default_factory=list)
+    vae_tiling: bool = False
+    cache_mode: str = "disabled"
+
+    def summary(self) -> dict[str, Any]:
+        """The request without pixels (for logs, metadata and job records)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("init_image", "end_image"):
+                value = None if value is None else list(value.size)
+            elif f.name == "control_frames":
+                value = len(value)
+            elif f.name == "loras":
+                value = [
+                    {"path": lo.path, "weight": lo.weight, "high_noise": lo.high_noise}
+                    for lo in value
+                ]
+            out[f.name] = value
+        return out
+
+
+@dataclass
+class VideoResult:
+    """Frames plus what was used; ``paths`` lists the files written (a video, or PNG frames)."""
+
+    frames: list[Image.Image]
+    seed: int
+    fps: float
+    params: dict[str, Any]
+    timings: dict[str, float]
+    infotext: str = ""
+    paths: list[Path] = field(default_factory=list)

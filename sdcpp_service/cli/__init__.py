@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sdcpp_service.cli import backend, convert, generate, info, models, serve, upscale
+from sdcpp_service.cli import backend, convert, generate, info, models, serve, upscale, video
 
 app = typer.Typer(
     name="sdcpp",
@@ -22,6 +22,7 @@ app.command("inpaint", help="Inpainting: `generate` with --init-image and --mask
     generate.generate
 )
 app.command("upscale")(upscale.upscale)
+app.command("video")(video.video)
 app.command("info")(info.info)
 app.add_typer(backend.app, name="backend")
 app.command("serve")(serve.serve)

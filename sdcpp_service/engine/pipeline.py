@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -29,7 +29,12 @@ from sdcpp_service.types import (
     GenerateResult,
     LoadOptions,
     ProgressCallback,
+    VideoRequest,
+    VideoResult,
 )
+
+if TYPE_CHECKING:
+    from sdcpp_service.models import ModelInfo
 
 ImageInput = str | Path | bytes | Image.Image
 
@@ -66,6 +71,8 @@ def plan_model(
     if slot not in (None, "model", "diffusion_model"):
         raise InvalidRequest("slot", f"'{slot}' is not model or diffusion_model")
     comps = {k: str(v) for k, v in overrides.items() if k in COMPONENT_SLOTS and v}
+    #: ``t5xxl=False`` (any component set to False): run without it, even if the model needs it
+    without = {k: None for k, v in overrides.items() if k in COMPONENT_SLOTS and v is False}
     passed = {k: comps.pop(k) for k in _PASS_THROUGH if k in comps}
     for main in ("model", "diffusion_model"):
         if main in comps:
@@ -73,7 +80,7 @@ def plan_model(
     given = Path(model).expanduser()
     if given.suffix.lower() in MODEL_SUFFIXES and not given.exists():
         raise InvalidRequest("model", f"no such model file '{model}'")
-    load_plan = plan(model, comps, settings)
+    load_plan = plan(model, {**comps, **without}, settings)
     fields: dict[str, Any] = {}
     for arg, path in load_plan.slots.items():
         key = arg.removesuffix("_path")
@@ -223,6 +230,41 @@ class Pipeline:
             fields["Denoising strength"] = req.hires_denoise
         fields["Version"] = f"sdcpp-service {__version__}"
         return infotext(req.prompt, req.negative_prompt, fields)
+
+    # -- video ------------------------------------------------------------------------------
+
+    def video_request(self, prompt: str, **params: Any) -> VideoRequest:
+        """Build a :class:`VideoRequest` (Wan models; unset values get the model's defaults)."""
+        from sdcpp_service.engine.video import video_request
+
+        return video_request(self, prompt, **params)
+
+    def run_video(
+        self, request: VideoRequest, progress: ProgressCallback | None = None
+    ) -> VideoResult:
+        """Generate a video; frame 0 carries the infotext in ``.info`` (see engine/video.py)."""
+        from sdcpp_service.engine.video import run_video
+
+        return run_video(self, request, progress)
+
+    def generate_video(
+        self, prompt: str, progress: ProgressCallback | None = None, **params: Any
+    ) -> VideoResult:
+        """``pipe.generate_video("a fox running", frames=33, fps=16)`` → frames, seed, fps, info."""
+        return self.run_video(self.video_request(prompt, **params), progress)
+
+    def model_info(self) -> ModelInfo:
+        """The main model's :class:`~sdcpp_service.models.ModelInfo` (read once if not given)."""
+        if self.info is None:
+            from sdcpp_service.models import inspect
+
+            self.info = inspect(Path(self.options.main_path))
+        info: ModelInfo = self.info
+        return info
+
+    def short_hash(self, path: str) -> str | None:
+        """A1111's short model hash (sha256[:10]) of ``path``, when hashing is set up."""
+        return self._hash(path)[:10] if self._hash else None
 
     # -- lifetime ---------------------------------------------------------------------------
 

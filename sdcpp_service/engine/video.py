@@ -1,319 +1,148 @@
-"""Video generation (Wan) on a loaded :class:`Pipeline`: validate, build the C request, run, copy.
+"""Video for the library and every door: ``generate_video("a fox running", "wan2.1_t2v_1.3B")``.
 
-Which inputs a model takes, its size multiple and its frame rate come from one ordered table
-(:data:`FAMILIES`) keyed by the detected arch and variant. Everything that can be checked is
-checked before the engine runs (the engine itself silently rounds sizes up and frame counts
-down): frames are 4k+1 (Wan's VAE compresses time 4×), sizes a multiple of the VAE factor ×
-the 2×2 patch (16 for Wan2.1 and the Wan2.2 A14B pair, 32 for Wan2.2 TI2V 5B, whose VAE is 16×).
+Assembly is the model planner's (:func:`~sdcpp_service.engine.pipeline.plan_model`): a Wan
+model gets its Wan VAE (2.1, or 2.2 for TI2V 5B), the umT5-XXL text encoder, and CLIP vision H
+for the Wan2.1 image-conditioned models; a Wan2.2 A14B pair is the low-noise model as ``model``
+plus ``high_noise_diffusion_model``. ``t5xxl=False`` runs without a text encoder (the engine feeds
+zeros; the prompt is then ignored). Checks, the C request and the engine call live in
+:mod:`sdcpp_service.engine.videogen`; encoding in :mod:`sdcpp_service.engine.videofile`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import math
+import dataclasses
 import random
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from sdcpp_service._version import __version__
+from sdcpp_service.config import Settings
 from sdcpp_service.engine import names
-from sdcpp_service.engine.context import (
-    ENGINE_LOCK,
-    enum_value,
-    image_to_c,
-    images_from_c,
-    runtime,
+from sdcpp_service.engine.images import infotext, load_image
+from sdcpp_service.engine.videofile import check_target, save_video, video_target
+from sdcpp_service.engine.videogen import (
+    MAX_SEED,
+    check_frames,
+    check_high_noise,
+    check_size,
+    family_of,
+    generate,
+    validate,
 )
-from sdcpp_service.engine.generate import _cache_mode
-from sdcpp_service.engine.images import fit, infotext
-from sdcpp_service.engine.videofile import check_fps
-from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
+from sdcpp_service.errors import InvalidImage, InvalidRequest
 from sdcpp_service.types import LoadOptions, ProgressCallback, VideoRequest, VideoResult
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
-    from sdcpp_service.models import ModelInfo
 
-MAX_SEED = 2**32 - 1
-MAX_STEPS = 1000
-MAX_FRAMES = 1025
-MAX_SIDE = 8192
-
-
-@dataclass(frozen=True)
-class VideoFamily:
-    """What one kind of video model takes. ``init_image``: no, optional or required."""
-
-    label: str
-    arch: str
-    variant: str  # prefix of the detected variant ("" = any)
-    multiple: int
-    fps: float
-    init_image: str = "no"
-    end_image: bool = False
-    control_frames: bool = False
-
-    def matches(self, info: ModelInfo) -> bool:
-        return info.arch == self.arch and (info.variant or "").startswith(self.variant)
+ImageInput = str | Path | bytes | Image.Image
+_REQUEST_FIELDS = {f.name for f in dataclasses.fields(VideoRequest)}
+_LOAD_FIELDS = {f.name for f in dataclasses.fields(LoadOptions)} | {"slot"}
+#: Friendly aliases accepted by ``video_request`` / ``generate_video``.
+_ALIASES = {
+    "negative": "negative_prompt",
+    "cfg": "cfg_scale",
+    "video_frames": "frames",
+    "high_noise_cfg": "high_noise_cfg_scale",
+    "high_noise_model": "high_noise_diffusion_model",
+}
+#: Request fields where None is meaningful (engine default), not "unset".
+_NULLABLE = {"eta", "flow_shift", "sampler", "scheduler", "high_noise_steps"}
+_FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-#: Video models of the pinned engine, most specific first (arch/variant from models/archs.py).
-FAMILIES: tuple[VideoFamily, ...] = (
-    VideoFamily("Wan2.2 TI2V 5B", "wan2_2_ti2v", "", 32, 24.0, init_image="optional"),
-    VideoFamily("Wan2.2 I2V A14B", "wan2_2_i2v", "", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan2.1 FLF2V", "wan2", "flf2v", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan2.1 I2V", "wan2", "i2v", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan VACE", "wan2", "vace", 16, 16.0, "optional", control_frames=True),
-    VideoFamily("Wan T2V", "wan2", "t2v", 16, 16.0),
-)
+def load_frames(source: str | Path | Sequence[ImageInput], field: str) -> list[Image.Image]:
+    """Frames from a folder (image files in natural name order) or a sequence of images."""
+    if isinstance(source, str | Path):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise InvalidImage(field, f"'{source}' is not a folder of frames", str(source))
+        files = [p for p in folder.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES]
+        key = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]  # noqa: E731
+        items: Sequence[ImageInput] = sorted(files, key=key)
+        if not items:
+            raise InvalidImage(field, f"no image files in '{source}'", str(source))
+    else:
+        items = source
+    return [load_image(item, field, "RGB") for item in items]
 
 
-def family_of(info: ModelInfo) -> VideoFamily:
-    for family in FAMILIES:
-        if family.matches(info):
-            return family
-    name = Path(info.path).name
-    if info.arch == "svd":
-        raise UnsupportedModel(
-            info.path, "SVD loads, but the pinned engine has no SVD video pipeline; use a Wan model"
-        )
-    raise UnsupportedModel(
-        info.path,
-        f"{name} is a {info.title} {info.kind}, not a video model (Wan 2.1/2.2); "
-        "`sdcpp generate` makes images",
-    )
+def video_request(pipe: Pipeline, prompt: str, **params: Any) -> VideoRequest:
+    """A :class:`VideoRequest` from friendly arguments; unset values get the model's defaults."""
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        key = _ALIASES.get(key, key)
+        if key not in _REQUEST_FIELDS:
+            raise InvalidRequest(key, "not a video generation parameter")
+        values[key] = value
+    info = pipe.model_info()
+    family = family_of(info)
+    defaults = info.defaults
+    fallback = {
+        "width": getattr(defaults, "width", None),
+        "height": getattr(defaults, "height", None),
+        "steps": getattr(defaults, "steps", None),
+        "cfg_scale": getattr(defaults, "cfg_scale", None),
+        "sampler": getattr(defaults, "sampler", None),
+        "frames": getattr(defaults, "video_frames", None),
+        "fps": family.fps,
+    }
+    for key, value in fallback.items():
+        if values.get(key) is None and value is not None:
+            values[key] = value
+    values = {k: v for k, v in values.items() if v is not None or k in _NULLABLE}
+    for key in ("init_image", "end_image"):
+        if values.get(key) is not None:
+            values[key] = load_image(values[key], key, "RGB")
+    frames = values.get("control_frames")
+    values["control_frames"] = load_frames(frames, "control_frames") if frames else []
+    specs: Sequence[Any] = values.pop("loras", None) or []
+    from sdcpp_service.engine import loras as lora_mod
 
-
-def check_high_noise(options: LoadOptions, info: ModelInfo) -> None:
-    """A Wan2.2 A14B high-noise model must be the same kind of model as the (low-noise) main one."""
-    path = options.high_noise_diffusion_model
-    if not path:
-        return
-    from sdcpp_service.models import inspect
-
-    if not Path(path).is_file():
-        raise ModelError(path, "high-noise model file not found")
-    other = inspect(Path(path))
-    if other.kind != "model" or (other.arch, other.variant) != (info.arch, info.variant):
-        raise UnsupportedModel(
-            path,
-            f"is a {other.title} {other.kind}; the high-noise model must be the same kind of "
-            f"model as {Path(info.path).name} ({info.title})",
-        )
-
-
-def check_frames(frames: int) -> None:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise InvalidRequest("frames", f"must be a whole number ≥ 1, got {frames!r}")
-    if frames > MAX_FRAMES:
-        raise InvalidRequest("frames", f"{frames} is over the {MAX_FRAMES} frame limit")
-    if (frames - 1) % 4:
-        lower = (frames - 1) // 4 * 4 + 1
-        upper = lower + 4
-        gap = (frames - lower) - (upper - frames)
-        nearest = str(lower) if gap < 0 else str(upper) if gap > 0 else f"{lower} or {upper}"
-        raise InvalidRequest(
-            "frames",
-            f"Wan makes 4k+1 frames (1, 5, 9, …, 33, 81), not {frames}; "
-            f"the nearest valid count is {nearest}",
-        )
-
-
-def check_size(field: str, value: int, family: VideoFamily) -> None:
-    m = family.multiple
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidRequest(field, f"must be a positive whole number of pixels, got {value!r}")
-    if value > MAX_SIDE:
-        raise InvalidRequest(field, f"{value} is over the {MAX_SIDE} pixel limit")
-    if value % m:
-        lower, upper = value // m * m, value // m * m + m
-        gap = (value - lower) - (upper - value)
-        near = str(upper) if lower == 0 or gap > 0 else str(lower) if gap < 0 else f"{lower} or {upper}"  # fmt: skip
-        raise InvalidRequest(
-            field,
-            f"{value} is not a multiple of {m} for {family.label}; the nearest valid size is {near}",
-        )
-
-
-def _number(field: str, value: float, low: float, high: float = math.inf) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
-        bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f"≥ {low:g}"
-        raise InvalidRequest(field, f"must be a finite number {bound}, got {value!r}")
-
-
-def validate(pipe: Pipeline, family: VideoFamily, req: VideoRequest) -> None:
-    """Every check that can be made before the engine sees the request; errors name the field."""
-    check_size("width", req.width, family)
-    check_size("height", req.height, family)
-    check_frames(req.frames)
-    check_fps(req.fps)
-    if not isinstance(req.steps, int) or not 1 <= req.steps <= MAX_STEPS:
-        raise InvalidRequest("steps", f"must be between 1 and {MAX_STEPS}, got {req.steps}")
-    _number("cfg_scale", req.cfg_scale, 0.0)
-    if req.seed > MAX_SEED:
-        raise InvalidRequest("seed", f"must be at most {MAX_SEED} (or -1 for random)")
-    if req.flow_shift is not None:
-        _number("flow_shift", req.flow_shift, 0.0)
-    label = family.label
-    if req.init_image is None and family.init_image == "required":
-        raise InvalidRequest("init_image", f"{label} makes video from an image: give init_image")
-    if req.init_image is not None and family.init_image == "no":
-        raise InvalidRequest("init_image", f"{label} is text-to-video only; it takes no image")
-    if req.end_image is not None and not family.end_image:
-        raise InvalidRequest("end_image", f"{label} takes no end image (FLF2V and I2V models do)")
-    if req.control_frames and not family.control_frames:
-        raise InvalidRequest("control_frames", f"{label} takes no control video (VACE does)")
-    _number("vace_strength", req.vace_strength, 0.0, 10.0)
-    high = pipe.options.high_noise_diffusion_model
-    for field, value in (
-        ("high_noise_steps", req.high_noise_steps),
-        ("high_noise_cfg_scale", req.high_noise_cfg_scale),
-        ("high_noise_sampler", req.high_noise_sampler),
-    ):
-        if value is not None and not high:
-            raise InvalidRequest(field, "needs a high-noise model (high_noise_diffusion_model)")
-    if req.high_noise_steps is not None and not 1 <= req.high_noise_steps <= MAX_STEPS:
-        raise InvalidRequest("high_noise_steps", f"must be between 1 and {MAX_STEPS}")
-    if req.high_noise_cfg_scale is not None:
-        _number("high_noise_cfg_scale", req.high_noise_cfg_scale, 0.0)
-    if not 0.0 < req.moe_boundary < 1.0:
-        raise InvalidRequest("moe_boundary", f"must be between 0 and 1, got {req.moe_boundary}")
-    for lora in req.loras:
-        if not Path(lora.path).is_file():
-            raise ModelError(lora.path, "LoRA file not found")
-    _samplers(pipe, req)
-    _cache_mode(req.cache_mode)
-
-
-def _samplers(pipe: Pipeline, req: VideoRequest) -> tuple[int, int, int]:
-    """(sampler, scheduler, high-noise sampler) engine values; unknown names raise UnknownName."""
-    ctx, count = pipe.context, runtime().native.counts
-
-    def sampler(label: str | None, field: str) -> tuple[int, str | None]:
-        name, legacy = names.sampler_from_label(label) if label else (None, None)
-        value = enum_value("sample_method", name, field)
-        return (ctx.default_sampler() if value == count["sample_method"] else value), legacy
-
-    main, legacy = sampler(req.sampler, "sampler")
-    high = sampler(req.high_noise_sampler, "high_noise_sampler")[0] if req.high_noise_sampler else main  # fmt: skip
-    label = req.scheduler or legacy
-    scheduler = enum_value("scheduler", names.scheduler_from_label(label) if label else None, "scheduler")  # fmt: skip
-    if scheduler == count["scheduler"]:
-        scheduler = ctx.default_scheduler(main)
-    return main, scheduler, high
-
-
-def build_params(pipe: Pipeline, req: VideoRequest, seed: int, keep: list[Any]) -> Any:
-    """The ``sd_vid_gen_params_t`` for ``req`` (engine defaults first)."""
-    rt = runtime()
-    lib = rt.native.lib
-    p = lib.sd_vid_gen_params_t()
-    rt.native.vid_gen_params_init(ctypes.byref(p))
-    prompt, negative = req.prompt.encode("utf-8"), req.negative_prompt.encode("utf-8")
-    keep += [prompt, negative]
-    p.prompt, p.negative_prompt, p.clip_skip = prompt, negative, req.clip_skip
-    p.width, p.height, p.video_frames, p.seed = req.width, req.height, req.frames, seed
-    sampler, scheduler, high_sampler = _samplers(pipe, req)
-    sp = p.sample_params
-    sp.sample_method, sp.scheduler, sp.sample_steps = sampler, scheduler, req.steps
-    sp.guidance.txt_cfg = req.cfg_scale
-    if req.eta is not None:
-        sp.eta = req.eta
-    if req.flow_shift is not None:
-        sp.flow_shift = req.flow_shift
-    if pipe.options.high_noise_diffusion_model:
-        hp = p.high_noise_sample_params
-        hp.sample_method, hp.scheduler = high_sampler, scheduler
-        hp.sample_steps = -1 if req.high_noise_steps is None else req.high_noise_steps
-        cfg = req.cfg_scale if req.high_noise_cfg_scale is None else req.high_noise_cfg_scale
-        hp.guidance.txt_cfg = cfg
-        if req.eta is not None:
-            hp.eta = req.eta
-        p.moe_boundary = req.moe_boundary
-    size = (req.width, req.height)
-    if req.init_image is not None:
-        p.init_image = image_to_c(fit(req.init_image.convert("RGB"), *size), keep)
-    if req.end_image is not None:
-        p.end_image = image_to_c(fit(req.end_image.convert("RGB"), *size), keep)
-    if req.control_frames:
-        arr = (lib.sd_image_t * len(req.control_frames))()
-        for i, frame in enumerate(req.control_frames):
-            arr[i] = image_to_c(fit(frame.convert("RGB"), *size), keep)
-        keep.append(arr)
-        p.control_frames, p.control_frames_size = arr, len(req.control_frames)
-    p.vace_strength = req.vace_strength
-    if req.loras:
-        loras = (lib.sd_lora_t * len(req.loras))()
-        for i, lora in enumerate(req.loras):
-            raw = lora.path.encode("utf-8")
-            keep.append(raw)
-            loras[i].path, loras[i].multiplier = raw, lora.weight
-            loras[i].is_high_noise = lora.high_noise
-        keep.append(loras)
-        p.loras, p.lora_count = loras, len(req.loras)
-    p.vae_tiling_params.enabled = req.vae_tiling
-    p.cache.mode = _cache_mode(req.cache_mode)
-    return p
-
-
-def _name(kind: str, value: int) -> str:
-    return next((n for n, v in runtime().native.enum_names(kind).items() if v == value), str(value))
+    pairs = [
+        lora_mod.parse_spec(s) if isinstance(s, str) else (str(s[0]), float(s[1])) for s in specs
+    ]
+    clean, items = lora_mod.collect(prompt, pairs, pipe.lora_dirs())
+    return VideoRequest(prompt=clean, loras=items, **values)
 
 
 def run_video(
     pipe: Pipeline, req: VideoRequest, progress: ProgressCallback | None = None
 ) -> VideoResult:
-    """Generate ``req`` on ``pipe``; the first frame carries ``info["parameters"]``/``["sdcpp"]``."""
+    """Generate ``req`` on ``pipe``; frame 0 carries ``info["parameters"]`` and ``["sdcpp"]``."""
     t_start = time.perf_counter()
     info = pipe.model_info()
     family = family_of(info)
     check_high_noise(pipe.options, info)
     validate(pipe, family, req)
     seed = req.seed if req.seed >= 0 else random.randint(0, MAX_SEED)
-    keep: list[Any] = []
-    params = build_params(pipe, req, seed, keep)
-    rt = runtime()
-    count = ctypes.c_int(0)
-    with ENGINE_LOCK, rt.progress.attached(progress):
-        rt.log.install()
-        mark = rt.log.mark()
-        t_native = time.perf_counter()
-        ptr = rt.native.lib.generate_video(
-            pipe.context.handle, ctypes.byref(params), ctypes.byref(count)
-        )
-        native_seconds = time.perf_counter() - t_native
-        errors = rt.log.since(mark, 3)
-    frames = images_from_c(ptr, count.value) if ptr else []
-    del keep
-    if not frames:
-        detail = errors[-1].split("] ", 1)[-1] if errors else "no frames came back"
-        raise EngineError(f"video generation failed: {detail}")
-    frames = [f if f.mode == "RGB" else f.convert("RGB") for f in frames]
-    sampler, scheduler, high_sampler = _samplers(pipe, req)
-    used = {
+    frames, native_seconds, resolved = generate(pipe, req, seed, progress)
+    used: dict[str, Any] = {
         **req.summary(),
+        **resolved,
         "seed": seed,
-        "sampler": _name("sample_method", sampler),
-        "scheduler": _name("scheduler", scheduler),
         "frames_out": len(frames),
         "model": pipe.options.main_path,
         "family": family.label,
     }
     if pipe.options.high_noise_diffusion_model:
         used["high_noise_model"] = pipe.options.high_noise_diffusion_model
-        used["high_noise_sampler"] = _name("sample_method", high_sampler)
-    total = time.perf_counter() - t_start
-    timings = {"engine": native_seconds, "total": total, "overhead": total - native_seconds}
     text = video_infotext(pipe, req, used, frames[0].size, len(frames))
     frames[0].info["parameters"], frames[0].info["sdcpp"] = text, used
+    total = time.perf_counter() - t_start
+    timings = {"engine": native_seconds, "total": total, "overhead": total - native_seconds}
     return VideoResult(frames, seed, req.fps, used, timings, text)
 
 
 def video_infotext(
     pipe: Pipeline, req: VideoRequest, used: dict[str, Any], size: tuple[int, int], count: int
 ) -> str:
+    """A1111-style infotext for a video (its ``Size`` is one frame's; ``Frames``/``FPS`` added)."""
     main = pipe.options.main_path
     fields: dict[str, Any] = {
         "Steps": req.steps,
@@ -334,10 +163,9 @@ def video_infotext(
         fields["High noise model hash"] = pipe.short_hash(high)
         fields["High noise steps"] = req.high_noise_steps or "auto"
         fields["High noise CFG scale"] = req.high_noise_cfg_scale
-    if req.init_image is not None:
-        fields["Init image"] = f"{req.init_image.width}x{req.init_image.height}"
-    if req.end_image is not None:
-        fields["End image"] = f"{req.end_image.width}x{req.end_image.height}"
+    for key, image in (("Init image", req.init_image), ("End image", req.end_image)):
+        if image is not None:
+            fields[key] = f"{image.width}x{image.height}"
     if req.control_frames:
         fields["Control frames"] = len(req.control_frames)
         fields["VACE strength"] = req.vace_strength
@@ -347,3 +175,78 @@ def video_infotext(
         )
     fields["Version"] = f"sdcpp-service {__version__}"
     return infotext(req.prompt, req.negative_prompt, fields)
+
+
+def render_video(
+    pipe: Pipeline,
+    prompt: str,
+    output: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    **params: Any,
+) -> VideoResult:
+    """Request, generate and (with ``output``) write: the one call every door makes on a loaded
+    pipeline. The output is checked before the engine runs; ``result.paths`` lists the files."""
+    request = video_request(pipe, prompt, **params)
+    if output is not None:
+        check_target(video_target(output), request.frames, force)
+    result = run_video(pipe, request, progress)
+    if output is not None:
+        result.paths = save_video(
+            result.frames, output, result.fps, result.infotext, result.params, force=force
+        )
+    return result
+
+
+def generate_video(
+    prompt: str,
+    model: str | Path,
+    output: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    settings: Settings | None = None,
+    **params: Any,
+) -> VideoResult:
+    """Load ``model`` (path or catalog name), make one video, optionally write it, unload.
+
+    Keyword arguments are :class:`~sdcpp_service.types.VideoRequest` fields (``frames``, ``fps``,
+    ``width``, ``height``, ``steps``, ``cfg``, ``seed``, ``init_image``, ``end_image``,
+    ``control_frames``, ``loras``…) and load options / components (``vae``, ``t5xxl``,
+    ``clip_vision``, ``high_noise_model``, ``threads``…; ``t5xxl=False`` runs without a text
+    encoder). ``output``: ``*.mp4|.webm|.gif|.webp`` or a folder (``"frames/"``) of PNGs.
+    """
+    from sdcpp_service.engine.pipeline import Pipeline, plan_model
+    from sdcpp_service.models import hash_file
+
+    settings = settings or Settings.from_env()
+    load: dict[str, Any] = {}
+    for key in list(params):
+        name = _ALIASES.get(key, key)
+        if name in _LOAD_FIELDS:
+            load[name] = params.pop(key)
+    if output is not None:
+        video_target(output)  # a bad name fails before anything loads
+    high = load.get("high_noise_diffusion_model")
+    if high and not Path(high).expanduser().exists():  # a catalog name, like the main model
+        from sdcpp_service.models import scan
+
+        entry = scan(settings).find(str(high), kind="model", label="high_noise_model")
+        load["high_noise_diffusion_model"] = entry.path
+    slot = load.pop("slot", None)
+    options, info = plan_model(model, settings, slot=slot, **load)
+    family = family_of(info)
+    check_high_noise(options, info)
+    for key, value in params.items():  # the cheap checks, before a (long) load
+        key = _ALIASES.get(key, key)
+        if key == "frames" and value is not None:
+            check_frames(value)
+        elif key in ("width", "height") and value is not None:
+            check_size(key, value, family)
+
+    def sha256(path: str) -> str:
+        return hash_file(path, settings).sha256
+
+    with Pipeline(options, settings, hash_fn=sha256, info=info) as pipe:
+        return render_video(pipe, prompt, output, force=force, progress=progress, **params)

@@ -162,6 +162,8 @@ def _encode_av(
     parameters: str | None,
     extra: Mapping[str, Any] | None,
 ) -> None:
+    import numpy as np
+
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is a dependency
@@ -179,7 +181,8 @@ def _encode_av(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = dict(codec_options)
         for frame in frames:
-            video_frame = av.VideoFrame.from_image(frame).reformat(format="yuv420p")
+            rgb = av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")
+            video_frame = rgb.reformat(format="yuv420p")
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode(None))
 

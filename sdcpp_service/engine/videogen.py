@@ -262,10 +262,6 @@ def _name(kind: str, value: int) -> str:
     return next((n for n, v in runtime().native.enum_names(kind).items() if v == value), str(value))
 
 
-def _name(kind: str, value: int) -> str:
-    return next((n for n, v in runtime().native.enum_names(kind).items() if v == value), str(value))
-
-
 def generate(
     pipe: Pipeline, req: VideoRequest, seed: int, progress: ProgressCallback | None
 ) -> tuple[list[Image.Image], float, dict[str, str]]:

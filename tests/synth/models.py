@@ -180,6 +180,23 @@ MODELS: dict[str, ModelSpec] = {
             ),
             version="Flux",
         ),
+        ModelSpec(
+            "wan21",
+            "Wan2.1 T2V 1.3B DiT (30 blocks, q4_0 GGUF) + Wan2.1 VAE; no umT5-XXL (its context "
+            "is zeros); ~1.07 GB, so not in the default kit",
+            (
+                FileSpec(
+                    "diffusion_model",
+                    "wan21_t2v_1.3b_q4_0.gguf",
+                    "wan21_t2v_1_3b",
+                    source="wan21_t2v_1.3b.safetensors",
+                    quant="Q4_0",
+                ),
+                FileSpec("vae", "wan21_vae.safetensors", "wan21_t2v_1_3b"),
+            ),
+            version="Wan 2.x",
+            default=False,
+        ),
     )
 }
 

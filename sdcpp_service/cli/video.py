@@ -1,0 +1,182 @@
+"""``sdcpp video``: a video from a prompt (Wan 2.1 / 2.2), written as MP4, WebM, GIF, WebP or PNGs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._options import ForceOpt, JsonOpt, ModelOpt, ThreadsOpt
+
+Opt = typer.Option
+DEFAULT_OUTPUT = "video.mp4"
+
+
+def run(
+    prompt: str,
+    model: str,
+    output: str | None,
+    force: bool,
+    as_json: bool,
+    load: dict[str, Any],
+    params: dict[str, Any],
+) -> None:
+    from sdcpp_service.cli.generate import Bar
+    from sdcpp_service.config import Settings
+    from sdcpp_service.engine.images import unique_path
+    from sdcpp_service.engine.video import generate_video
+
+    if output is None:  # the default name never overwrites: video-1.mp4, video-2.mp4, …
+        output = str(Path(DEFAULT_OUTPUT) if force else unique_path(Path(DEFAULT_OUTPUT)))
+    load = {k: v for k, v in load.items() if v or v is False and k == "t5xxl"}
+    params = {k: v for k, v in params.items() if v is not None}
+    settings = Settings.from_env()
+    with Bar(enabled=sys.stderr.isatty() and not as_json) as bar:
+        result = generate_video(
+            prompt, model, output, force=force, progress=bar, settings=settings, **load, **params
+        )
+    width, height = result.frames[0].size
+    shown = result.paths[0] if len(result.paths) == 1 else result.paths[0].parent
+    if as_json:
+        record = {
+            "path": str(shown),
+            "files": [str(p) for p in result.paths],
+            "seed": result.seed,
+            "width": width,
+            "height": height,
+            "frames": len(result.frames),
+            "fps": result.fps,
+            "sampler": result.params["sampler"],
+            "scheduler": result.params["scheduler"],
+            "timings": result.timings,
+        }
+        typer.echo(json.dumps(record))
+    else:
+        typer.echo(
+            f"{shown}  seed {result.seed}  {width}x{height}  "
+            f"{len(result.frames)} frames @ {result.fps:g} fps"
+        )
+
+
+@handle_errors
+def video(
+    prompt: Annotated[str, typer.Argument(help="What happens; <lora:name:weight> tags work.")],
+    model: ModelOpt,
+    output: Annotated[
+        str | None,
+        Opt(
+            "--output",
+            "-o",
+            help="out.mp4 (H.264), .webm (VP9), .gif, .webp, or DIR/ for numbered PNG frames "
+            f"(default: ./{DEFAULT_OUTPUT}, never overwritten).",
+        ),
+    ] = None,
+    frames: Annotated[
+        int | None, Opt("--frames", "-f", help="Frames, 4k+1 (default: suits the model, 33).")
+    ] = None,
+    fps: Annotated[
+        float | None, Opt("--fps", help="Playback rate (default: 16; Wan2.2 TI2V 24).")
+    ] = None,
+    init_image: Annotated[
+        Path | None, Opt("--init-image", "-i", help="First frame (image-to-video).")
+    ] = None,
+    end_image: Annotated[
+        Path | None, Opt("--end-image", help="Last frame (first-last-frame models).")
+    ] = None,
+    negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
+    width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
+    height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,
+    steps: Annotated[int | None, Opt("--steps", help="Sampling steps (default: 20).")] = None,
+    cfg: Annotated[float | None, Opt("--cfg", help="CFG scale (default: suits the model).")] = None,
+    flow_shift: Annotated[
+        float | None, Opt("--flow-shift", help="Flow shift (default: the engine's; 3.0 is common).")
+    ] = None,
+    seed: Annotated[int, Opt("--seed", "-s", help="Seed; -1 picks one.")] = -1,
+    sampler: Annotated[str | None, Opt("--sampler", help="e.g. euler, dpm++2m.")] = None,
+    scheduler: Annotated[str | None, Opt("--scheduler", help="e.g. discrete, simple.")] = None,
+    control_frames: Annotated[
+        Path | None, Opt("--control-frames", help="Folder of control frames (VACE models).")
+    ] = None,
+    vace_strength: Annotated[
+        float | None, Opt("--vace-strength", help="How strongly control frames steer (VACE).")
+    ] = None,
+    high_noise_model: Annotated[
+        Path | None,
+        Opt(
+            "--high-noise-model",
+            help="Wan2.2 A14B high-noise model; -m is then the low-noise one.",
+        ),
+    ] = None,
+    high_noise_steps: Annotated[
+        int | None,
+        Opt("--high-noise-steps", help="Steps on the high-noise model (default: by sigma)."),
+    ] = None,
+    high_noise_cfg: Annotated[
+        float | None, Opt("--high-noise-cfg", help="CFG scale of the high-noise model.")
+    ] = None,
+    lora: Annotated[
+        list[str] | None, Opt("--lora", help="LoRA NAME or PATH, optionally :WEIGHT.")
+    ] = None,
+    vae: Annotated[Path | None, Opt("--vae", help="Wan VAE (2.1, or 2.2 for TI2V 5B).")] = None,
+    taesd: Annotated[Path | None, Opt("--taesd", help="Tiny video autoencoder.")] = None,
+    t5xxl: Annotated[Path | None, Opt("--t5xxl", help="umT5-XXL text encoder.")] = None,
+    clip_vision: Annotated[
+        Path | None, Opt("--clip-vision", help="CLIP vision H (Wan2.1 I2V/FLF2V).")
+    ] = None,
+    no_text_encoder: Annotated[
+        bool,
+        Opt("--no-text-encoder", help="Run without umT5 (the prompt is ignored; for smoke tests)."),
+    ] = False,
+    threads: ThreadsOpt = 0,
+    offload: Annotated[
+        bool, Opt("--offload", help="Keep weights in RAM, move to VRAM on use.")
+    ] = False,
+    vae_tiling: Annotated[bool, Opt("--vae-tiling", help="Decode in tiles (less memory).")] = False,
+    flash_attn: Annotated[bool, Opt("--flash-attn")] = False,
+    mmap: Annotated[bool, Opt("--mmap", help="Memory-map the model files.")] = False,
+    vae_on_cpu: Annotated[bool, Opt("--vae-on-cpu")] = False,
+    clip_on_cpu: Annotated[bool, Opt("--clip-on-cpu")] = False,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate a video from a text prompt (Wan2.1 T2V/I2V/FLF2V/VACE, Wan2.2 TI2V 5B and the
+    A14B high+low-noise pair); image-to-video with --init-image (and --end-image)."""
+    load: dict[str, Any] = {
+        "vae": vae,
+        "taesd": taesd,
+        "t5xxl": False if no_text_encoder else t5xxl,
+        "clip_vision": clip_vision,
+        "high_noise_diffusion_model": high_noise_model,
+        "threads": threads,
+        "offload_to_cpu": offload,
+        "flash_attn": flash_attn,
+        "mmap": mmap,
+        "vae_on_cpu": vae_on_cpu,
+        "clip_on_cpu": clip_on_cpu,
+    }
+    params: dict[str, Any] = {
+        "negative_prompt": negative,
+        "frames": frames,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "steps": steps,
+        "cfg_scale": cfg,
+        "flow_shift": flow_shift,
+        "seed": seed,
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "init_image": init_image,
+        "end_image": end_image,
+        "control_frames": control_frames,
+        "vace_strength": vace_strength,
+        "high_noise_steps": high_noise_steps,
+        "high_noise_cfg_scale": high_noise_cfg,
+        "loras": lora or None,
+        "vae_tiling": vae_tiling,
+    }
+    run(prompt, model, output, force, as_json, load, params)
