@@ -14,17 +14,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 import uvicorn
+import webuiapi
 from PIL import Image
 
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
 from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.service import ServerOptions
-
-openai = pytest.importorskip("openai")
-webuiapi = pytest.importorskip("webuiapi")
 
 
 def free_port() -> int:
