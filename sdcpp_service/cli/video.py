@@ -11,9 +11,19 @@ import typer
 
 from sdcpp_service.cli._errors import handle_errors
 from sdcpp_service.cli._options import ForceOpt, JsonOpt, ModelOpt, ThreadsOpt
+from sdcpp_service.cli.generate import Bar
 
 Opt = typer.Option
 DEFAULT_OUTPUT = "video.mp4"
+
+
+class VideoBar(Bar):
+    """The image progress bar, labelled with the stage (high noise, sampling)."""
+
+    def __call__(self, p: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=p.phase)
+        super().__call__(p)
 
 
 def run(
@@ -25,7 +35,6 @@ def run(
     load: dict[str, Any],
     params: dict[str, Any],
 ) -> None:
-    from sdcpp_service.cli.generate import Bar
     from sdcpp_service.config import Settings
     from sdcpp_service.engine.images import unique_path
     from sdcpp_service.engine.video import generate_video
@@ -35,7 +44,7 @@ def run(
     load = {k: v for k, v in load.items() if v or v is False and k == "t5xxl"}
     params = {k: v for k, v in params.items() if v is not None}
     settings = Settings.from_env()
-    with Bar(enabled=sys.stderr.isatty() and not as_json) as bar:
+    with VideoBar(enabled=sys.stderr.isatty() and not as_json) as bar:
         result = generate_video(
             prompt, model, output, force=force, progress=bar, settings=settings, **load, **params
         )

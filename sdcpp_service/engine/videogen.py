@@ -10,6 +10,7 @@ the 2×2 patch (16 for Wan2.1 and the Wan2.2 A14B pair, 32 for Wan2.2 TI2V 5B, w
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from sdcpp_service.engine.generate import _cache_mode
 from sdcpp_service.engine.images import fit
 from sdcpp_service.engine.videofile import check_fps
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
-from sdcpp_service.types import LoadOptions, ProgressCallback, VideoRequest
+from sdcpp_service.types import LoadOptions, Progress, ProgressCallback, VideoRequest
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
@@ -262,10 +263,31 @@ def _name(kind: str, value: int) -> str:
     return next((n for n, v in runtime().native.enum_names(kind).items() if v == value), str(value))
 
 
+def two_stage(progress: ProgressCallback, total: int) -> ProgressCallback:
+    """One count over the high-noise then low-noise sampling (the engine counts each from 0).
+
+    ``total`` is ``steps`` (automatic split) or ``steps + high_noise_steps``."""
+    state = {"offset": 0, "step": 0, "total": 0, "stage": 0}
+
+    def report(p: Progress) -> None:
+        if p.phase == "sampling" and p.step < state["step"]:  # the next sampler started
+            state["offset"] += state["total"]
+            state["stage"] += 1
+        if p.phase == "sampling":
+            state["step"], state["total"] = p.step, p.total
+        phase = p.phase if p.phase != "sampling" or state["stage"] else "high noise"
+        step = min(total, state["offset"] + p.step)
+        progress(dataclasses.replace(p, step=step, total=total, phase=phase))
+
+    return report
+
+
 def generate(
     pipe: Pipeline, req: VideoRequest, seed: int, progress: ProgressCallback | None
 ) -> tuple[list[Image.Image], float, dict[str, str]]:
     """Run a validated request: (RGB frames, engine seconds, resolved sampler names)."""
+    if progress is not None and pipe.options.high_noise_diffusion_model:
+        progress = two_stage(progress, req.steps + (req.high_noise_steps or 0))
     keep: list[Any] = []
     params = build_params(pipe, req, seed, keep)
     rt = runtime()

@@ -181,3 +181,31 @@ def test_cli_writes_frames_equal_to_the_library_and_refuses_overwrites(
         lines = bad.output.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error: ")
     assert (tmp_path / "taken.mp4").read_bytes() == b"precious"
+
+
+def test_high_and_low_noise_pair_runs_both_models(
+    wan: dict[str, Path], data_dir: Path, result: VideoResult
+) -> None:
+    """The Wan2.2 A14B path (two diffusion models, MoE switch) with the 1.3B file in both slots."""
+    settings = Settings(data_dir=data_dir, model_dirs=(), threads=2)
+    seen: list[tuple[int, int, str]] = []
+    with Pipeline.load(
+        wan["diffusion_model"],
+        settings=settings,
+        vae=wan["vae"],
+        t5xxl=False,
+        high_noise_diffusion_model=wan["diffusion_model"],
+    ) as pair:
+        out = pair.generate_video(
+            "a fox running",
+            seed=3,
+            high_noise_steps=1,
+            high_noise_cfg=1.0,
+            progress=lambda p: seen.append((p.step, p.total, p.phase)),
+            **{**TINY, "steps": 2},
+        )
+    assert [f.size for f in out.frames] == [(16, 16)] * 5
+    assert seen[-1][:2] == (3, 3) and {t for _, t, _ in seen} == {3}
+    assert seen[0][2] == "high noise" and seen[-1][2] == "sampling"
+    fields = parse_infotext(out.infotext)
+    assert fields["High noise steps"] == "1" and fields["High noise model"] == fields["Model"]

@@ -17,10 +17,12 @@ from sdcpp_service.engine.videogen import (
     check_high_noise,
     check_size,
     family_of,
+    two_stage,
 )
 from sdcpp_service.errors import InvalidRequest, MissingComponent, ModelError, UnsupportedModel
 from sdcpp_service.models import inspect
 from sdcpp_service.models.hub import PULL_COMMAND
+from sdcpp_service.types import Progress
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
 
@@ -171,3 +173,23 @@ def test_bad_requests_fail_before_the_engine_loads(root: Path) -> None:
         generate_video("x", "wan2.2_ti2v_5B", width=48, settings=settings)
     with pytest.raises(InvalidRequest, match="cannot write a video"):
         generate_video("x", "wan2.1_t2v_1.3B", root / "out.avi", settings=settings)
+
+
+def _stage_reports(*stages: int) -> list[Progress]:
+    return [Progress(i, n, 0.0, 0.0) for n in stages for i in range(n + 1)]
+
+
+@pytest.mark.parametrize(
+    ("stages", "total"),
+    [((1, 2), 3), ((2, 2), 4), ((3, 5), 8)],
+)
+def test_two_stage_progress_is_one_count(stages: tuple[int, int], total: int) -> None:
+    seen: list[tuple[int, int, str]] = []
+    report = two_stage(lambda p: seen.append((p.step, p.total, p.phase)), total)
+    for p in _stage_reports(*stages):
+        report(p)
+    steps = [s for s, _, _ in seen]
+    assert steps == sorted(steps) and steps[-1] == total
+    assert {t for _, t, _ in seen} == {total}
+    high = stages[0] + 1
+    assert [ph for *_, ph in seen] == ["high noise"] * high + ["sampling"] * (len(seen) - high)
