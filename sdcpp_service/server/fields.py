@@ -60,6 +60,17 @@ GENERATION: dict[str, Field] = {
     "hires_height": Field(int, 0, 8192),
     "hires_steps": Field(int, 0, 1000),
     "hires_denoise": Field(float, 0, 1),
+    "preview": Field(str),
+    "preview_interval": Field(int, 1, 1000),
+}
+
+#: Fields of the ``upscale`` and ``video`` kinds (the service checks which kind takes which).
+KIND_FIELDS: dict[str, Field] = {
+    "scale": Field(float, 0.05, 16, nullable=True),
+    "tile": Field(int, 16, 4096),
+    "frames": Field(int, 1, 1001),
+    "fps": Field(float, 1, 240),
+    "format": Field(str),
 }
 
 #: Single-image fields (``ref_images``, a list, is decoded on its own).

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sdcpp_service._version import __version__
-from sdcpp_service.server.fields import GENERATION, IMAGE_FIELDS
+from sdcpp_service.server.engine import JOB_KINDS
+from sdcpp_service.server.fields import GENERATION, IMAGE_FIELDS, KIND_FIELDS
 
 #: (method, path, tag, summary)
 ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
@@ -36,6 +37,8 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/sdapi/v1/samplers", "a1111", "Samplers"),
     ("get", "/sdapi/v1/schedulers", "a1111", "Schedulers"),
     ("get", "/sdapi/v1/upscalers", "a1111", "Upscalers"),
+    ("post", "/sdapi/v1/extra-single-image", "a1111", "Upscale one image (waits)"),
+    ("post", "/sdapi/v1/extra-batch-images", "a1111", "Upscale several images (waits)"),
     ("get", "/sdapi/v1/latent-upscale-modes", "a1111", "Latent upscale modes"),
     ("get", "/sdapi/v1/loras", "a1111", "LoRAs"),
     ("post", "/sdapi/v1/refresh-checkpoints", "a1111", "Rescan checkpoints"),
@@ -53,7 +56,7 @@ def job_request_schema() -> dict[str, Any]:
     props: dict[str, Any] = {
         "kind": {
             "type": "string",
-            "enum": ["txt2img", "img2img", "inpaint", "controlnet", "edit"],
+            "enum": list(JOB_KINDS),
             "default": "txt2img",
         },
         "model": {"type": "string", "description": "model name (GET /api/v1/models)"},
@@ -66,7 +69,7 @@ def job_request_schema() -> dict[str, Any]:
         },
         "ref_images": {"type": "array", "items": {"type": "string", "format": "byte"}},
     }
-    for name, spec in GENERATION.items():
+    for name, spec in {**GENERATION, **KIND_FIELDS}.items():
         prop: dict[str, Any] = {"type": _TYPES[spec.kind]}
         if spec.lo is not None:
             prop["minimum"] = spec.lo

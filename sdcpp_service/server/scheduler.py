@@ -9,6 +9,7 @@ passed over ``max_skips`` times goes next regardless (no starvation).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdcpp_service.errors import Cancelled
-from sdcpp_service.server.engine import JobSpec
+from sdcpp_service.server.engine import PIPELINE_KINDS, JobSpec
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import FINISHED, Images, Job, JobStore
 from sdcpp_service.server.worker import JobError, Worker, WorkerDied, error_data
@@ -41,6 +42,9 @@ class Live:
     job: Job
     subscribers: set[asyncio.Queue[Event]] = field(default_factory=set)
     progress: Progress | None = None
+    #: the latest preview frame (PNG) and the step it shows, when the job asked for previews
+    preview: bytes | None = None
+    preview_step: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     skips: int = 0
     cancel: bool = False
@@ -258,7 +262,12 @@ class Scheduler:
             await self.worker.ensure()
             if live.cancel:  # cancelled while the worker was (re)starting
                 raise Cancelled("cancelled")
-            reply = await self.worker.call("run", spec, progress=lambda p: self._progress(live, p))
+            reply = await self.worker.call(
+                "run",
+                spec,
+                progress=lambda p: self._progress(live, p),
+                preview=lambda p, png: self._preview(live, p, png),
+            )
         except (Cancelled, WorkerDied) as exc:
             self.loaded = ""
             if self._stopping and not live.cancel:  # shutdown: run it again after restart
@@ -274,13 +283,24 @@ class Scheduler:
             self.loaded = ""
             self._finish(live, "failed", error=error_data(exc))
         else:
-            self.loaded = model_key(job.model, job.load)
+            if job.kind in PIPELINE_KINDS:  # an upscale leaves the warm model as it was
+                self.loaded = model_key(job.model, job.load)
             self.job_seconds = 0.7 * self.job_seconds + 0.3 * (time.perf_counter() - t0)
             self._finish(live, "completed", result=reply)
 
     def _progress(self, live: Live, p: Progress) -> None:
         live.progress = p
         self._emit(live, ("progress", progress_data(live.job.id, p)))
+
+    def _preview(self, live: Live, p: Progress, png: bytes) -> None:
+        live.preview, live.preview_step = png, p.step
+        data = {
+            "id": live.job.id,
+            "step": p.step,
+            "total": p.total,
+            "image": "data:image/png;base64," + base64.b64encode(png).decode(),
+        }
+        self._emit(live, ("preview", data))
 
     def _finish(
         self,

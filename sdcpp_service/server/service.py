@@ -7,11 +7,13 @@ Created by the app's lifespan (no module-level state); routes reach it as
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,13 @@ from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
 from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import fields, models
-from sdcpp_service.server.engine import JOB_KINDS, Engine
+from sdcpp_service.server.engine import (
+    BUILTIN_UPSCALERS,
+    JOB_KINDS,
+    VIDEO_FORMATS,
+    VIDEO_ONLY,
+    Engine,
+)
 from sdcpp_service.server.errors import NotFound, Timeout
 from sdcpp_service.server.jobs import Job, JobStore, new_id
 from sdcpp_service.server.scheduler import Live, Scheduler
@@ -39,7 +47,15 @@ LOAD_SLOTS: dict[str, tuple[str, ...]] = {
 
 log = logging.getLogger("sdcpp_service.server")
 
-_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.(png|jpg|jpeg|webp)$")
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.(png|jpg|jpeg|webp|mp4|webm|gif)$")
+#: Text encoder slots a request may switch off (``"t5xxl": false``: run without it).
+OPTIONAL_SLOTS = ("clip_l", "clip_g", "t5xxl", "llm")
+#: Fields only some kinds take (every other field is a generation field).
+KIND_ONLY: dict[str, tuple[str, ...]] = {
+    "video": ("frames", "fps", "format", "end_image"),
+    "upscale": ("scale", "tile", "image"),
+}
+PREVIEW_MODES = ("none", "proj", "tae", "vae")
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,27 @@ class Service:
                 return str(entry.path)
         raise InvalidRequest("model", "no model given and none found in the model folders")
 
+    def resolve_upscaler(self, name: str | None, field: str = "model") -> models.ModelEntry:
+        """An ESRGAN file by name or path inside the model folders (None: the first one); a
+        file of another kind (a LoRA, a checkpoint) is refused naming what it is."""
+        if name is None:
+            found = [e for e in models.scan(self.settings) if e.kind == "upscaler"]
+            if not found:
+                raise InvalidRequest(
+                    field, "no ESRGAN upscaler in the model folders; name one, or lanczos/nearest"
+                )
+            return found[0]
+        try:
+            return models.resolve(name, self.settings, ("upscaler",), field)
+        except InvalidRequest as exc:
+            try:
+                other = models.resolve(name, self.settings, models.ALL_KINDS, field)
+            except InvalidRequest:
+                raise exc from None
+            raise InvalidRequest(
+                field, f"'{name}' is a {other.kind}, not an ESRGAN upscaler"
+            ) from None
+
     def model_name(self, path: str) -> str:
         for entry in models.scan(self.settings):
             if str(entry.path) == path:
@@ -135,13 +172,24 @@ class Service:
         images: Mapping[str, bytes | list[bytes]],
         loras: list[tuple[str, float]],
         model: str | None = None,
-        load: Mapping[str, str] | None = None,
+        load: Mapping[str, str | bool] | None = None,
         errors: Mapping[str, str] | None = None,
     ) -> Job:
         """Check a request against the limits and folders (every problem at once) → a Job."""
+        if kind == "upscale":
+            return self.prepare_upscale(values, images, model, errors)
         problems = dict(errors or {})
         if kind not in JOB_KINDS:
             problems["kind"] = f"must be one of {', '.join(JOB_KINDS)}"
+        for other, only in KIND_ONLY.items():
+            for name in only:
+                if other != kind and (name in values or name in images):
+                    problems.setdefault(name, f"only for kind {other}")
+        if kind == "video":
+            self._check_video(values, images, problems)
+        preview = values.get("preview")
+        if preview is not None and preview not in PREVIEW_MODES:
+            problems["preview"] = f"must be one of {', '.join(PREVIEW_MODES)}"
         for need in JOB_KINDS.get(kind, ()):
             if need not in images and need not in problems:
                 problems[need] = f"required for {kind}"
@@ -161,17 +209,20 @@ class Service:
             main = str(self.resolve_model(model).path) if model else self.default_model()
         except InvalidRequest as exc:
             problems["model"] = exc.reason
-        overrides: dict[str, str] = {}
-        for slot, name in (load or {}).items():
+        overrides: dict[str, str | bool] = {}
+        for slot, given in (load or {}).items():
+            if given is False and slot in OPTIONAL_SLOTS:
+                overrides[slot] = False
+                continue
             try:
-                entry = models.resolve(name, self.settings, LOAD_SLOTS[slot], slot)
+                entry = models.resolve(str(given), self.settings, LOAD_SLOTS[slot], slot)
                 overrides[slot] = str(entry.path)
             except InvalidRequest as exc:
                 problems[slot] = exc.reason
         values = dict(values)
         if values.get("hires_model"):
             try:
-                found = models.resolve(values["hires_model"], self.settings, ("upscaler",))
+                found = self.resolve_upscaler(str(values["hires_model"]), "hires_model")
                 values["hires_model"] = str(found.path)
             except InvalidRequest as exc:
                 problems["hires_model"] = exc.reason
@@ -190,6 +241,69 @@ class Service:
         params = {**values, "loras": [[n, w] for n, w in loras]}
         return Job(new_id(), kind, main, params, overrides)
 
+    def _check_video(
+        self, values: Mapping[str, Any], images: Mapping[str, Any], problems: dict[str, str]
+    ) -> None:
+        from sdcpp_service.types import VideoRequest
+
+        known = {f.name for f in dataclass_fields(VideoRequest)} | set(VIDEO_ONLY)
+        for name in [*values, *images]:
+            if name not in known:
+                problems.setdefault(name, "not a video parameter")
+        fmt = values.get("format", "mp4")
+        if fmt not in VIDEO_FORMATS:
+            problems["format"] = f"must be one of {', '.join(VIDEO_FORMATS)}"
+        frames = int(values.get("frames", 33))
+        if frames % 4 != 1:
+            near = max(1, round((frames - 1) / 4) * 4 + 1)
+            problems.setdefault("frames", f"must be 4k+1 (1, 5, 9, …, 33, 81); nearest {near}")
+        width, height = int(values.get("width", 512)), int(values.get("height", 512))
+        if width * height * frames > self.options.max_pixels * 8:
+            problems.setdefault(
+                "frames", f"{width}x{height} × {frames} frames is over the limit of this server"
+            )
+
+    def prepare_upscale(
+        self,
+        values: Mapping[str, Any],
+        images: Mapping[str, bytes | list[bytes]],
+        model: str | None,
+        errors: Mapping[str, str] | None = None,
+        field: str = "model",
+    ) -> Job:
+        """An ``upscale`` job: ``image`` through an ESRGAN model (by name or path inside the
+        model folders; None: the first one) or a built-in (``lanczos``, ``nearest``, ``none``)."""
+        problems = dict(errors or {})
+        for name in values:
+            if name not in ("scale", "tile"):
+                problems.setdefault(name, "not an upscale parameter")
+        path, method = "", ""
+        if model is not None and model.strip().lower() in BUILTIN_UPSCALERS:
+            method = model.strip().lower()
+        else:
+            try:
+                path = str(self.resolve_upscaler(model, field).path)
+            except InvalidRequest as exc:
+                problems[field] = exc.reason
+        data = images.get("image")
+        if not isinstance(data, bytes):
+            problems.setdefault("image", "required for upscale")
+        else:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+            scale = float(values.get("scale") or (2.0 if method else 4.0))
+            if width * scale * height * scale > self.options.max_pixels:
+                problems.setdefault(
+                    "scale",
+                    f"{width}x{height} × {scale:g} is over the {self.options.max_pixels} "
+                    "pixel limit of this server",
+                )
+        fields.check(problems)
+        params = {"scale": values.get("scale"), "tile": values.get("tile", 128), "upscaler": method}
+        return Job(new_id(), "upscale", path, params)
+
     def _check_names(self, values: Mapping[str, Any], problems: dict[str, str]) -> None:
         info = self.worker.info
         sampler, scheduler = values.get("sampler"), values.get("scheduler")
@@ -199,6 +313,9 @@ class Service:
         known = {*names.A1111_SCHEDULERS.values(), *info.get("schedulers", ())}
         if scheduler and names.scheduler_from_label(scheduler) not in known | {"default"}:
             problems["scheduler"] = f"unknown scheduler '{scheduler}'"
+        upscaler, known = values.get("hires_upscaler"), set(info.get("hires_upscalers", ()))
+        if values.get("hires") and upscaler and known and upscaler not in known:
+            problems["hires_upscaler"] = f"unknown hires upscaler '{upscaler}'"
 
     def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]]) -> Live:
         return self.scheduler.submit(job, images)

@@ -7,13 +7,15 @@ at once (warm for the next job, its model loaded on first use).
 
 Messages, parent → child: ``("run", JobSpec)``, ``("load", model, overrides)``, ``("unload",)``,
 ``("stop",)``. Child → parent: ``("ready", system_info)``, ``("fatal", error)``,
-``("progress", (step, total, elapsed, eta, phase))``, ``("ok", reply)``, ``("error", error)``.
+``("progress", (step, total, elapsed, eta, phase))``, ``("preview", (step, …), png_bytes)``,
+``("ok", reply)``, ``("error", error)``.
 A reader thread turns the child's messages into callbacks on the server's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import multiprocessing
 import threading
@@ -21,6 +23,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from sdcpp_service.errors import Cancelled, EngineError, SdcppError
 from sdcpp_service.server.engine import Engine, JobSpec
@@ -67,6 +71,8 @@ def save_outputs(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[s
 
     names: list[str] = []
     infotexts: list[str] = []
+    if spec.kind == "video":
+        return save_video(result, spec, outputs)
     for i, image in enumerate(result.images):
         name = f"{spec.id}-{i}.png"
         text = str(image.info.get("parameters", ""))
@@ -85,6 +91,36 @@ def save_outputs(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[s
     }
 
 
+def save_video(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[str, Any]:
+    """Write the frames as one ``<job id>-0.<format>`` video (atomically, parameters inside)."""
+    from sdcpp_service.engine.videofile import save_video as write
+
+    fmt = str(result.params.get("format") or spec.params.get("format") or "mp4")
+    name = f"{spec.id}-0.{fmt}"
+    first = result.images[0]
+    text = str(first.info.get("parameters", ""))
+    fps = float(result.params.get("fps") or 16.0)
+    write(result.images, outputs / name, fps, text, first.info.get("sdcpp"), force=True)
+    return {
+        "outputs": [name],
+        "seeds": list(result.seeds),
+        "infotexts": [text],
+        "params": result.params,
+        "timings": result.timings,
+        "width": first.width,
+        "height": first.height,
+        "frames": len(result.images),
+        "fps": fps,
+    }
+
+
+def preview_png(image: Image.Image) -> bytes:
+    """A preview frame as a quickly compressed PNG (it crosses the pipe and goes to clients)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
     """The child process: start the engine, then serve calls until ``stop`` or EOF."""
     out_dir = Path(outputs)
@@ -96,7 +132,11 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
     conn.send(("ready", info))
 
     def report(p: Progress) -> None:
-        conn.send(("progress", (p.step, p.total, p.elapsed, p.eta, p.phase)))
+        numbers = (p.step, p.total, p.elapsed, p.eta, p.phase)
+        if p.preview is not None:
+            conn.send(("preview", numbers, preview_png(p.preview)))
+        else:
+            conn.send(("progress", numbers))
 
     while True:
         try:
@@ -141,6 +181,7 @@ class Worker:
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._pending: asyncio.Future[dict[str, Any]] | None = None
         self._progress: Callable[[Progress], None] | None = None
+        self._preview: Callable[[Progress, bytes], None] | None = None
         self._cancelling = False
         self._closing = False
         self._start_lock = asyncio.Lock()
@@ -210,6 +251,8 @@ class Worker:
         kind = msg[0]
         if kind == "progress" and self._progress is not None:
             self._progress(Progress(*msg[1]))
+        elif kind == "preview" and self._preview is not None:
+            self._preview(Progress(*msg[1]), msg[2])
         elif kind in ("ready", "fatal") and self._ready is not None and not self._ready.done():
             if kind == "ready":
                 self._ready.set_result(msg[1])
@@ -248,14 +291,19 @@ class Worker:
             log.error("engine worker failed to start: %s", exc)
 
     async def call(
-        self, op: str, *args: Any, progress: Callable[[Progress], None] | None = None
+        self,
+        op: str,
+        *args: Any,
+        progress: Callable[[Progress], None] | None = None,
+        preview: Callable[[Progress, bytes], None] | None = None,
     ) -> dict[str, Any]:
-        """Send one call and wait for its reply; raises JobError, WorkerDied or Cancelled."""
+        """Send one call and wait for its reply; raises JobError, WorkerDied or Cancelled.
+        ``preview`` receives preview frames (PNG bytes) when the job asked for them."""
         await self.ensure()
         if self._conn is None:
             raise WorkerDied(None)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending, self._progress = fut, progress
+        self._pending, self._progress, self._preview = fut, progress, preview
         try:
             self._conn.send((op, *args))
         except (OSError, ValueError):
@@ -264,7 +312,7 @@ class Worker:
         try:
             return await fut
         finally:
-            self._pending, self._progress = None, None
+            self._pending, self._progress, self._preview = None, None, None
 
     def kill(self, cancelling: bool = True) -> None:
         """Stop the worker now (SIGKILL); the running call ends with ``Cancelled``."""

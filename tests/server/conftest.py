@@ -20,7 +20,7 @@ MakeClient = Callable[..., TestClient]
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    """A model folder with two SD1 checkpoints, a VAE and a LoRA: real tensor names and shapes
+    """A model folder with two SD1 checkpoints, a VAE, a LoRA and an ESRGAN: real tensor names and shapes
     in header-only files (the catalog detects them; the fake engine reads none)."""
     root = tmp_path / "models"
     sd1 = {
@@ -31,6 +31,7 @@ def model_dir(tmp_path: Path) -> Path:
     write_safetensors(root / "checkpoints" / "sub" / "beta.safetensors", sd1)
     write_safetensors(root / "vae" / "myvae.safetensors", L.kl_vae(4))
     write_safetensors(root / "loras" / "style.safetensors", L.kohya_lora(768))
+    write_safetensors(root / "upscale_models" / "4x_test.safetensors", L.esrgan(up=2))
     return root
 
 

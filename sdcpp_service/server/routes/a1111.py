@@ -69,13 +69,26 @@ def _values(body: dict[str, Any], img2img: bool) -> tuple[dict[str, Any], dict[s
         errors["batch"] = "batch_size and n_iter must be positive whole numbers"
     upscaler = body.get("hr_upscaler")
     if values.get("hires") and isinstance(upscaler, str) and upscaler:
-        if upscaler.lower() in ("none", "latent") or upscaler.lower().startswith(
-            ("latent ", "lanczos", "nearest")
-        ):
-            values["hires_upscaler"] = upscaler.lower()
+        lowered = upscaler.strip().lower()
+        if lowered in ("latent", "lanczos", "nearest") or lowered.startswith("latent ("):
+            values["hires_upscaler"] = lowered
+        elif lowered == "none":  # A1111's "None" upscaler still resizes (with Lanczos)
+            values["hires_upscaler"] = "lanczos"
         else:
             values["hires_model"] = upscaler
     return values, errors
+
+
+def _previews(svc: Service, values: dict[str, Any]) -> None:
+    """Live previews for /progress: the cheap ``proj`` mode (a linear latent → RGB projection,
+    no extra decoder pass) unless the client turned ``live_previews_enable`` off."""
+    options = svc.a1111_options
+    if options.get("live_previews_enable", True) is False:
+        return
+    values["preview"] = "proj"
+    every = options.get("show_progress_every_n_steps")
+    if isinstance(every, int) and not isinstance(every, bool) and every > 0:
+        values["preview_interval"] = every
 
 
 def _a1111_errors(exc: ValidationFailed) -> ValidationFailed:
@@ -115,6 +128,7 @@ async def _generate(request: Request, img2img: bool) -> Response:
         values.setdefault("clip_skip", override["CLIP_stop_at_last_layers"])
     model = model or svc.a1111_options.get("sd_model_checkpoint")
     kind = "inpaint" if "mask" in images else ("img2img" if img2img else "txt2img")
+    _previews(svc, values)
     try:
         job = svc.prepare(kind, values, images, [], model, None, errors)
     except ValidationFailed as exc:
@@ -179,6 +193,10 @@ async def img2img(request: Request) -> Response:
 async def progress(request: Request) -> Response:
     sched = service(request).scheduler
     current = sched.current
+    image = None
+    skip = request.query_params.get("skip_current_image", "false").lower() in ("true", "1")
+    if current is not None and current.preview is not None and not skip:
+        image = base64.b64encode(current.preview).decode()
     p = current.progress if current else None
     fraction = p.step / p.total if p and p.total else 0.0
     eta = p.eta if p else 0.0
@@ -200,7 +218,7 @@ async def progress(request: Request) -> Response:
             "progress": fraction,
             "eta_relative": relative,
             "state": state,
-            "current_image": None,
+            "current_image": image,
             "textinfo": None,
             "current_task": current.job.id if current else None,
         }
@@ -215,7 +233,7 @@ async def interrupt(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    from sdcpp_service.server.routes import a1111_info
+    from sdcpp_service.server.routes import a1111_extras, a1111_info
 
     base = "/sdapi/v1"
     return [
@@ -225,4 +243,5 @@ def routes() -> list[Route]:
         Route(f"{base}/interrupt", interrupt, methods=["POST"]),
         Route(f"{base}/skip", interrupt, methods=["POST"]),
         *a1111_info.routes(base),
+        *a1111_extras.routes(base),
     ]

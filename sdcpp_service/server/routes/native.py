@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -15,10 +16,11 @@ from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import STATES, Job
 from sdcpp_service.server.routes.common import MEDIA_TYPES, encode, json_body, memory, service
 from sdcpp_service.server.scheduler import OUTPUT_URL, progress_data
-from sdcpp_service.server.service import LOAD_SLOTS, Service, decode
+from sdcpp_service.server.service import LOAD_SLOTS, OPTIONAL_SLOTS, Service, decode
 
 JOB_FIELDS = {
     *fields.GENERATION,
+    *fields.KIND_FIELDS,
     *fields.IMAGE_FIELDS,
     *LOAD_SLOTS,
     "kind",
@@ -53,12 +55,21 @@ def job_view(svc: Service, job: Job, names: dict[str, str] | None = None) -> dic
         view["progress"] = progress_data(job.id, live.progress)
     if job.result:
         result = job.result
+        seeds, texts = result["seeds"], result.get("infotexts", [])
         view["outputs"] = [
-            {"name": n, "url": OUTPUT_URL.format(n), "seed": s, "infotext": t}
-            for n, s, t in zip(
-                result["outputs"], result["seeds"], result.get("infotexts", []), strict=False
-            )
+            {
+                "name": n,
+                "url": OUTPUT_URL.format(n),
+                "seed": seeds[i] if i < len(seeds) else None,
+                "infotext": texts[i] if i < len(texts) else "",
+                "media_type": MEDIA_TYPES.get(Path(n).suffix.lower()),
+                "width": result.get("width"),
+                "height": result.get("height"),
+            }
+            for i, n in enumerate(result["outputs"])
         ]
+        if "frames" in result:
+            view["outputs"][0].update(frames=result["frames"], fps=result.get("fps"))
         view["seeds"] = result["seeds"]
         view["timings"].update({f"engine_{k}": v for k, v in result.get("timings", {}).items()})
     return view
@@ -72,17 +83,17 @@ async def create_job(request: Request) -> Response:
     svc = service(request)
     body = await json_body(request)
     errors = {k: "unknown field" for k in body if k not in JOB_FIELDS}
-    values, problems = fields.parse(body)
+    values, problems = fields.parse(body, {**fields.GENERATION, **fields.KIND_FIELDS})
     errors.update(problems)
     loras, lora_error = fields.parse_loras(body.get("loras"))
     if lora_error:
         errors["loras"] = lora_error
     images, problems = await decode(svc, body)
     errors.update(problems)
-    load: dict[str, str] = {}
+    load: dict[str, str | bool] = {}
     for slot in LOAD_SLOTS:
         if body.get(slot) is not None:
-            if isinstance(body[slot], str):
+            if isinstance(body[slot], str) or (body[slot] is False and slot in OPTIONAL_SLOTS):
                 load[slot] = body[slot]
             else:
                 errors[slot] = "must be a model name"
@@ -146,6 +157,8 @@ async def get_output(request: Request) -> Response:
     thumb = _int_arg(request, "thumb", 0, 0, 2048)
     if not thumb:
         return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lower()])
+    if path.suffix.lower() in (".mp4", ".webm"):
+        raise ValidationFailed({"thumb": "thumbnails are for images, not videos"})
     fmt = "png" if path.suffix.lower() == ".png" else "webp"
     data = await asyncio.to_thread(encode, path, fmt, None, thumb)
     return Response(data, media_type=MEDIA_TYPES[f".{fmt}"])
