@@ -117,7 +117,7 @@ def video(
         Path | None,
         Opt(
             "--high-noise-model",
-            help="Wan2.2 A14B high-noise model; -m is then the low-noise one.",
+            help="Wan2.2 A14B high-noise model (file or name); -m is the low-noise one.",
         ),
     ] = None,
     high_noise_steps: Annotated[
