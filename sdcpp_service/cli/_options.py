@@ -19,3 +19,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per
 ThreadsOpt = Annotated[
     int, typer.Option("--threads", "-t", help="CPU threads (default: physical cores).")
 ]
+OffloadOpt = Annotated[
+    bool, typer.Option("--offload", help="Keep weights in RAM, move to VRAM on use.")
+]
+VaeTilingOpt = Annotated[bool, typer.Option("--vae-tiling", help="Decode in tiles (less memory).")]
+FlashAttnOpt = Annotated[bool, typer.Option("--flash-attn", help="Flash attention (less memory).")]
+MmapOpt = Annotated[bool, typer.Option("--mmap", help="Memory-map the model files.")]
+ClipOnCpuOpt = Annotated[
+    bool, typer.Option("--clip-on-cpu", help="Keep the text encoders on the CPU.")
+]
+VaeOnCpuOpt = Annotated[bool, typer.Option("--vae-on-cpu", help="Keep the VAE on the CPU.")]

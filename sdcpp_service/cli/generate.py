@@ -10,7 +10,19 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
-from sdcpp_service.cli._options import ForceOpt, JsonOpt, ModelOpt, OutOpt, ThreadsOpt
+from sdcpp_service.cli._options import (
+    ClipOnCpuOpt,
+    FlashAttnOpt,
+    ForceOpt,
+    JsonOpt,
+    MmapOpt,
+    ModelOpt,
+    OffloadOpt,
+    OutOpt,
+    ThreadsOpt,
+    VaeOnCpuOpt,
+    VaeTilingOpt,
+)
 
 Opt = typer.Option
 
@@ -195,14 +207,12 @@ def generate(
         bool, Opt("--diffusion-model", help="Load MODEL in the diffusion_model (DiT) slot.")
     ] = False,
     threads: ThreadsOpt = 0,
-    offload: Annotated[
-        bool, Opt("--offload", help="Keep weights in RAM, move to VRAM on use.")
-    ] = False,
-    vae_tiling: Annotated[bool, Opt("--vae-tiling", help="Decode in tiles (less memory).")] = False,
-    flash_attn: Annotated[bool, Opt("--flash-attn")] = False,
-    mmap: Annotated[bool, Opt("--mmap", help="Memory-map the model files.")] = False,
-    clip_on_cpu: Annotated[bool, Opt("--clip-on-cpu")] = False,
-    vae_on_cpu: Annotated[bool, Opt("--vae-on-cpu")] = False,
+    offload: OffloadOpt = False,
+    vae_tiling: VaeTilingOpt = False,
+    flash_attn: FlashAttnOpt = False,
+    mmap: MmapOpt = False,
+    clip_on_cpu: ClipOnCpuOpt = False,
+    vae_on_cpu: VaeOnCpuOpt = False,
     cache_mode: Annotated[
         str, Opt("--cache-mode", help="Step caching: easycache, ucache, …")
     ] = "disabled",

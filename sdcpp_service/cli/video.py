@@ -10,7 +10,18 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
-from sdcpp_service.cli._options import ForceOpt, JsonOpt, ModelOpt, ThreadsOpt
+from sdcpp_service.cli._options import (
+    ClipOnCpuOpt,
+    FlashAttnOpt,
+    ForceOpt,
+    JsonOpt,
+    MmapOpt,
+    ModelOpt,
+    OffloadOpt,
+    ThreadsOpt,
+    VaeOnCpuOpt,
+    VaeTilingOpt,
+)
 from sdcpp_service.cli.generate import Bar
 
 Opt = typer.Option
@@ -141,14 +152,12 @@ def video(
         Opt("--no-text-encoder", help="Run without umT5 (the prompt is ignored; for smoke tests)."),
     ] = False,
     threads: ThreadsOpt = 0,
-    offload: Annotated[
-        bool, Opt("--offload", help="Keep weights in RAM, move to VRAM on use.")
-    ] = False,
-    vae_tiling: Annotated[bool, Opt("--vae-tiling", help="Decode in tiles (less memory).")] = False,
-    flash_attn: Annotated[bool, Opt("--flash-attn")] = False,
-    mmap: Annotated[bool, Opt("--mmap", help="Memory-map the model files.")] = False,
-    vae_on_cpu: Annotated[bool, Opt("--vae-on-cpu")] = False,
-    clip_on_cpu: Annotated[bool, Opt("--clip-on-cpu")] = False,
+    offload: OffloadOpt = False,
+    vae_tiling: VaeTilingOpt = False,
+    flash_attn: FlashAttnOpt = False,
+    mmap: MmapOpt = False,
+    vae_on_cpu: VaeOnCpuOpt = False,
+    clip_on_cpu: ClipOnCpuOpt = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

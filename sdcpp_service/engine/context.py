@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from sdcpp_service.engine.sdcpp import Native, native
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnknownName
-from sdcpp_service.types import LoadOptions, ProgressCallback
+from sdcpp_service.types import LoadOptions, Lora, ProgressCallback
 
 log = logging.getLogger("sdcpp_service.engine")
 
@@ -305,6 +305,17 @@ def image_to_c(image: Image.Image, keep: list[Any]) -> Any:
         channel=channels,
         data=ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)),
     )
+
+
+def loras_to_c(loras: Sequence[Lora], keep: list[Any]) -> tuple[Any, int]:
+    """An ``sd_lora_t`` array for ``loras`` (paths and array kept alive in ``keep``)."""
+    arr = (runtime().native.lib.sd_lora_t * len(loras))()
+    for i, lora in enumerate(loras):
+        raw = lora.path.encode("utf-8")
+        keep.append(raw)
+        arr[i].path, arr[i].multiplier, arr[i].is_high_noise = raw, lora.weight, lora.high_noise
+    keep.append(arr)
+    return arr, len(loras)
 
 
 def pil_from_c(img: Any) -> Image.Image:

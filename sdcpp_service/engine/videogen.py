@@ -25,6 +25,7 @@ from sdcpp_service.engine.context import (
     enum_value,
     image_to_c,
     images_from_c,
+    loras_to_c,
     runtime,
 )
 from sdcpp_service.engine.generate import _cache_mode
@@ -246,14 +247,7 @@ def build_params(pipe: Pipeline, req: VideoRequest, seed: int, keep: list[Any]) 
         p.control_frames, p.control_frames_size = arr, len(req.control_frames)
     p.vace_strength = req.vace_strength
     if req.loras:
-        loras = (lib.sd_lora_t * len(req.loras))()
-        for i, lora in enumerate(req.loras):
-            raw = lora.path.encode("utf-8")
-            keep.append(raw)
-            loras[i].path, loras[i].multiplier = raw, lora.weight
-            loras[i].is_high_noise = lora.high_noise
-        keep.append(loras)
-        p.loras, p.lora_count = loras, len(req.loras)
+        p.loras, p.lora_count = loras_to_c(req.loras, keep)
     p.vae_tiling_params.enabled = req.vae_tiling
     p.cache.mode = _cache_mode(req.cache_mode)
     return p
