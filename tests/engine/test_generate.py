@@ -331,3 +331,13 @@ def test_model_by_catalog_name(kit: Kit, tmp_path: Any) -> None:
     with Pipeline.load("tiny-sdxs", settings=settings) as pipe:
         assert pipe.options.model.endswith("sdxs.safetensors")
         assert pipe.generate("x", seed=1, **SMALL)[0].size == (64, 64)
+
+
+def test_taesd_decoding_changes_the_decoder(kit: Kit, settings: Settings) -> None:
+    with Pipeline.load(kit.path("sd1"), settings=settings) as full:
+        vae_image = full.generate("x", seed=2, **SMALL)[0]
+    with Pipeline.load(kit.path("sd1"), settings=settings, taesd=kit.path("taesd")) as fast:
+        assert fast.options.taesd.endswith("taesd.safetensors")
+        tae_image = fast.generate("x", seed=2, **SMALL)[0]
+    assert tae_image.size == vae_image.size == (64, 64)
+    assert not same(tae_image, vae_image)

@@ -92,6 +92,10 @@ def test_library_function_and_bad_models(esrgan: str, kit: Kit, tmp_path: Path) 
     empty.write_bytes(b"")
     with pytest.raises(InvalidImage, match="empty"):
         upscale(empty, esrgan, settings=settings)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (9000, 8000)).save(huge)
+    with pytest.raises(InvalidImage, match="pixel limit"):
+        upscale(huge, esrgan, settings=settings)
 
 
 def test_cli_files_folders_metadata_and_errors(

@@ -24,6 +24,15 @@ KIT_MAIN = sorted(n for n, m in MODELS.items() if any(f.slot in MAIN_SLOTS for f
 NO_PATH = ("lora", "embedding")
 
 
+#: ggml's own GGUF parser stops at 4-D tensors (Wan's Conv3d patch embedding is 5-D); the engine
+#: logs its refusal and reopens the file with its extended reader (src/model_io/gguf_io.cpp).
+_GGUF_5D_FALLBACK = ("has invalid number of dimensions: 5 > 4", "failed to read tensor info")
+
+
+def _gguf_fallback(line: str) -> bool:
+    return "gguf_init_from_file" in line and line.endswith(_GGUF_5D_FALLBACK)
+
+
 def _binding_arg(kit_slot: str) -> str:
     return kit_slot if kit_slot in NO_PATH else f"{kit_slot}_path"
 
@@ -52,6 +61,6 @@ def test_engine_reports_the_version_we_predict(kit: Kit, engine_log: EngineLog, 
     sd = stable_diffusion_cpp.StableDiffusion(verbose=True, n_threads=2, **kwargs)
     sd.close()
     assert engine_log.versions() == [ENGINE_VERSION_NAMES[main.arch]]
-    assert engine_log.errors() == []
+    assert [e for e in engine_log.errors() if not _gguf_fallback(e)] == []
     if MODELS[name].version:
         assert ENGINE_VERSION_NAMES[main.arch] == MODELS[name].version
