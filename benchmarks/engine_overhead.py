@@ -37,7 +37,7 @@ def kit_model() -> str:
     sys.path.insert(0, str(ROOT))
     from tests.synth import kit  # type: ignore[import-not-found]
 
-    return str(kit.build("sdxs")["sdxs.safetensors"])
+    return str(kit.build("sdxs")["model"])
 
 
 def ours(model: str, size: int, calls: int, init: Image.Image | None) -> list[float]:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sdcpp_service.cli import main
+from sdcpp_service._launch import main
 
 main()

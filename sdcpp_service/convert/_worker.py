@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
-import sys
 import threading
 from collections import deque
-from pathlib import Path
 from typing import IO, Any
 
 from sdcpp_service.errors import ConvertError, EngineNotInstalled
 
 
-def _package_root() -> str:
-    import sdcpp_service
-
-    return str(Path(sdcpp_service.__file__).resolve().parent.parent)
-
-
 class Worker:
-    """Starts the child at once (it loads the engine while the parent plans); one job."""
+    """Starts the child at once (it loads the engine while the parent plans), or takes the one
+    ``sdcpp convert`` started at launch; one job."""
 
     def __init__(self, label: str) -> None:
         self.label = label
-        env = dict(os.environ)
-        root = _package_root()
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sdcpp_service.convert._child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-        )
+        from sdcpp_service._launch import take_child
+
+        self.proc = take_child()
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=40)
         assert self.proc.stdout is not None and self.proc.stderr is not None

@@ -17,7 +17,7 @@ from tests.synth.kit import Kit
 
 pytestmark = pytest.mark.engine
 
-CLI = [sys.executable, "-c", "from sdcpp_service.cli import main; main()", "convert"]
+CLI = [sys.executable, "-c", "from sdcpp_service._launch import main; main()", "convert"]
 
 
 def env(tmp_path: Path) -> dict[str, str]:
@@ -116,3 +116,42 @@ def test_failed_verify_leaves_no_output(kit: Kit, tmp_path: Path) -> None:
             "--verify-with", str(not_a_model))  # fmt: skip
     assert r.returncode == 5 and "verify failed" in r.stderr and len(r.stderr.splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("taesd")] == []
+
+
+def test_launch_starts_the_engine_child_only_for_work() -> None:
+    from sdcpp_service._launch import wants_child
+
+    assert wants_child(["sdcpp", "convert", "a.safetensors", "--type", "q4_0"])
+    assert wants_child(["sdcpp", "convert", "--all", "models/"])
+    assert not wants_child(["sdcpp", "convert"])
+    assert not wants_child(["sdcpp", "convert", "a.safetensors", "--plan"])
+    assert not wants_child(["sdcpp", "convert", "--list-types"])
+    assert not wants_child(["sdcpp", "convert", "--help"])
+    assert not wants_child(["sdcpp", "generate", "convert"])
+
+
+def test_an_unclaimed_child_ends_with_its_parent(tmp_path: Path) -> None:
+    # A usage error after launch: the prestarted child must not outlive the command.
+    res = run(tmp_path, "a.safetensors", "--type")
+    assert res.returncode == 2
+    script = (
+        "from sdcpp_service import _launch; "
+        "_launch._prestarted = _launch.spawn_child(); print(_launch._prestarted.pid)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").is_file():
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":  # exited; only waiting to be reaped by init
+                return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the unclaimed engine child outlived its parent")
