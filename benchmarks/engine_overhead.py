@@ -97,7 +97,7 @@ def rss_series(model: str, size: int, calls: int, api: str) -> list[tuple[int, f
     from sdcpp_service.types import GenerateRequest, LoadOptions
 
     points: list[tuple[int, float]] = []
-    marks = {1, calls // 2, calls}
+    marks = {n for n in (1, 10, 50, calls // 2, 150, calls) if 1 <= n <= calls}
     if api == "ours":
         ctx = Context(LoadOptions(model=model), threads=os.cpu_count() or 2)
         for i in range(1, calls + 1):
@@ -162,8 +162,12 @@ def main() -> None:
         api = args.only.removeprefix("rss-")
         pts = rss_series(model, args.rss_size, args.rss_calls, api)
         growth = pts[-1][1] - pts[0][1]
+        warm = next((r for n, r in pts if n >= 10), pts[0][1])
         text = ", ".join(f"after {n}: {r:.0f} MiB" for n, r in pts)
-        print(f"RSS {api} ({args.rss_size}x{args.rss_size}): {text}; growth {growth:+.0f} MiB")
+        print(
+            f"RSS {api} ({args.rss_size}x{args.rss_size}): {text}; growth {growth:+.0f} MiB "
+            f"(1 → {pts[-1][0]}), {pts[-1][1] - warm:+.0f} MiB after the first 10 calls"
+        )
 
 
 if __name__ == "__main__":
