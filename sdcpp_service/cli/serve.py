@@ -38,6 +38,14 @@ def serve(
         list[str] | None, Opt("--api-auth", help="Basic-auth credentials user:pass (A1111 style).")
     ] = None,
     max_queue: Annotated[int, Opt("--max-queue", help="Queued jobs before 429.")] = 100,
+    keep_jobs: Annotated[
+        float,
+        Opt(
+            "--keep-jobs",
+            min=0,
+            help="Hours a finished job and its files are kept (0: until deleted).",
+        ),
+    ] = 168.0,
     preload: Annotated[
         str | None, Opt("--preload", help="Model to load at start (and the default model).")
     ] = None,
@@ -76,7 +84,11 @@ def serve(
     if threads:
         settings = replace(settings, threads=threads)
     options = ServerOptions(
-        api_keys=keys, api_auth=creds, max_queue=max_queue, preload=preload or ""
+        api_keys=keys,
+        api_auth=creds,
+        max_queue=max_queue,
+        preload=preload or "",
+        keep_jobs_hours=keep_jobs,
     )
     if preload:  # fail now, not in the background, when the name is wrong
         from sdcpp_service.server import models as catalog

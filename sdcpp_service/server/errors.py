@@ -10,7 +10,7 @@
         ├── Unauthorized            401
         ├── PayloadTooLarge         413
         ├── QueueFull               429 (``retry_after`` seconds)
-        ├── JobNotDone              409 (a cancelled job asked for its result)
+        ├── JobNotDone              409 (a cancelled job's result; deleting a live job)
         └── Timeout                 504 (a synchronous request waited too long)
 
 Dialects by path: ``/sdapi/…`` A1111 (FastAPI's ``detail`` shapes), ``/v1/…`` OpenAI

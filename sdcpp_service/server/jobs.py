@@ -2,7 +2,9 @@
 
 A job's parameters, state, timings, result and error live in ``jobs``; its input images in
 ``inputs`` until it finishes. After a restart finished jobs are still served, queued jobs run, and
-a job that was ``running`` when the server died is queued again once, then failed.
+a job that was ``running`` when the server died is queued again once, then failed. Finished jobs
+are removed by ``DELETE /api/v1/jobs/{id}`` or, with their outputs, once older than the
+service's retention (:meth:`JobStore.prune`).
 """
 
 from __future__ import annotations
@@ -219,6 +221,30 @@ class JobStore:
                 self.requeue(job)
                 requeued.append(job.id)
         return requeued, failed
+
+    def delete(self, job_id: str) -> Job | None:
+        """Remove a finished job (its outputs are the caller's); ``None`` when there is none."""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT * FROM jobs WHERE id=? AND state IN {FINISHED}", (job_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return _row(row)
+
+    def prune(self, finished_before: float) -> list[Job]:
+        """Remove the jobs that finished before ``finished_before`` (a UNIX time); returns them
+        so the caller can delete their output files."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT * FROM jobs WHERE state IN {FINISHED} AND finished < ?",
+                (finished_before,),
+            ).fetchall()
+            db.execute(
+                f"DELETE FROM jobs WHERE state IN {FINISHED} AND finished < ?", (finished_before,)
+            )
+        return [_row(r) for r in rows]
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "/api/v1/jobs", "jobs", "List jobs (?status=&limit=&offset=)"),
     ("delete", "/api/v1/jobs", "jobs", "Cancel every queued job"),
     ("get", "/api/v1/jobs/{id}", "jobs", "A job: status, progress, outputs, error"),
+    ("delete", "/api/v1/jobs/{id}", "jobs", "Remove a finished job and its output files"),
     ("post", "/api/v1/jobs/{id}/cancel", "jobs", "Cancel a queued or running job"),
     ("get", "/api/v1/jobs/{id}/events", "jobs", "Server-sent events until the job ends"),
     ("get", "/api/v1/outputs/{name}", "jobs", "An output image (?thumb=N for a thumbnail)"),

@@ -29,8 +29,8 @@ from sdcpp_service.server.engine import (
     VIDEO_ONLY,
     Engine,
 )
-from sdcpp_service.server.errors import NotFound, Timeout
-from sdcpp_service.server.jobs import Job, JobStore, new_id
+from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
+from sdcpp_service.server.jobs import FINISHED, Job, JobStore, new_id
 from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.worker import JobError, Worker
 
@@ -56,6 +56,8 @@ KIND_ONLY: dict[str, tuple[str, ...]] = {
     "upscale": ("scale", "tile", "image"),
 }
 PREVIEW_MODES = ("none", "proj", "tae", "vae")
+#: Seconds between two retention passes (see ``ServerOptions.keep_jobs_hours``).
+PRUNE_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class ServerOptions:
     worker_start_timeout: float = 120.0
     #: the job an A1111/OpenAI request waits for; past it, the request gets 504 (job goes on)
     sync_timeout: float = 3600.0
+    #: finished jobs and their output files are removed this long after they finished
+    #: (checked at start and hourly); 0 keeps them until ``DELETE /api/v1/jobs/{id}``
+    keep_jobs_hours: float = 168.0
 
 
 class Service:
@@ -92,10 +97,15 @@ class Service:
         #: A1111 options set by clients (echoed back by GET /sdapi/v1/options)
         self.a1111_options: dict[str, Any] = {}
         self._warming: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.prune()
         await self.scheduler.start()
-        self._warming = asyncio.get_running_loop().create_task(self._warm())
+        loop = asyncio.get_running_loop()
+        self._warming = loop.create_task(self._warm())
+        if self.options.keep_jobs_hours > 0:
+            self._pruning = loop.create_task(self._prune_hourly())
 
     async def _warm(self) -> None:
         try:
@@ -108,9 +118,18 @@ class Service:
         except Exception as exc:  # reported by /health; the next job tries again
             log.error("start-up: %s", exc)
 
+    async def _prune_hourly(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            try:
+                await asyncio.to_thread(self.prune)
+            except Exception as exc:  # a full disk or a locked file must not stop the service
+                log.error("removing old jobs: %s", exc)
+
     async def stop(self) -> None:
-        if self._warming is not None and not self._warming.done():
-            self._warming.cancel()
+        for task in (self._warming, self._pruning):
+            if task is not None and not task.done():
+                task.cancel()
         await self.scheduler.stop()
         self.store.close()
 
@@ -340,6 +359,35 @@ class Service:
         if not path.is_file() or not path.resolve().is_relative_to(self.outputs.resolve()):
             raise NotFound(f"no output '{name}'")
         return path
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Remove the jobs (and output files) older than the retention; returns their ids."""
+        hours = self.options.keep_jobs_hours
+        if hours <= 0:
+            return []
+        cutoff = (time.time() if now is None else now) - hours * 3600
+        old = self.store.prune(cutoff)
+        for job in old:
+            self._remove_outputs(job)
+        if old:
+            log.info("removed %d finished job(s) older than %g h", len(old), hours)
+        return [j.id for j in old]
+
+    def delete_job(self, job_id: str) -> Job:
+        """Remove a finished job and its output files; a queued or running one is refused."""
+        job = self.job(job_id)  # 404 when unknown
+        if job.state not in FINISHED:
+            raise JobNotDone(f"job '{job_id}' is {job.state}: cancel it first")
+        deleted = self.store.delete(job_id)
+        if deleted is None:  # deleted by another request meanwhile
+            raise NotFound(f"no job '{job_id}'")
+        self._remove_outputs(deleted)
+        return deleted
+
+    def _remove_outputs(self, job: Job) -> None:
+        for name in (job.result or {}).get("outputs", []):
+            if isinstance(name, str) and _OUTPUT_NAME.match(name):
+                (self.outputs / name).unlink(missing_ok=True)
 
     def job(self, job_id: str) -> Job:
         live = self.scheduler.live.get(job_id)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from sdcpp_service.cli import app
 from sdcpp_service.cli.serve import is_loopback
+from sdcpp_service.server.service import ServerOptions
 
 
 def test_loopback_detection() -> None:
@@ -31,3 +35,24 @@ def test_rejects_unknown_preload(tmp_path: object) -> None:
         ["serve", "--models", str(tmp_path), "--preload", "missing", "--data-dir", str(tmp_path)],
     )
     assert result.exit_code == 2 and "missing" in result.output
+
+
+def test_keep_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from sdcpp_service.server import app as app_module
+
+    seen: list[float] = []
+
+    def fake_create_app(settings: object, options: ServerOptions) -> object:
+        seen.append(options.keep_jobs_hours)
+        return object()
+
+    monkeypatch.setattr(app_module, "create_app", fake_create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    args = ["serve", "--models", str(tmp_path), "--data-dir", str(tmp_path)]
+    assert CliRunner().invoke(app, [*args, "--keep-jobs", "2.5"]).exit_code == 0
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen == [2.5, 168.0]
+    bad = CliRunner().invoke(app, [*args, "--keep-jobs", "-1"])
+    assert bad.exit_code == 2 and "--keep-jobs" in bad.output

@@ -204,3 +204,50 @@ def test_unknown_route_and_method_are_json(client: TestClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["type"] == "http_error"
     r = client.put("/api/v1/jobs")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_delete_a_finished_job_and_its_outputs(make_client: MakeClient, tmp_path: Any) -> None:
+    client = make_client(step_seconds=0.05)
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 1}
+    job = client.post("/api/v1/jobs", json=body).json()
+    done = wait_done(client, job["id"])
+    url = done["outputs"][0]["url"]
+    assert client.get(url).status_code == 200
+    busy = client.post("/api/v1/jobs", json={**body, "steps": 100}).json()
+    r = client.delete(f"/api/v1/jobs/{busy['id']}")
+    assert r.status_code == 409 and "cancel it first" in r.json()["error"]["message"], r.text
+    client.post(f"/api/v1/jobs/{busy['id']}/cancel")
+    r = client.delete(f"/api/v1/jobs/{job['id']}")
+    assert r.status_code == 200 and r.json() == {"deleted": job["id"]}
+    assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 404
+    assert client.get(url).status_code == 404
+    assert not (tmp_path / "data" / "outputs" / url.rsplit("/", 1)[1]).exists()
+    assert client.delete(f"/api/v1/jobs/{job['id']}").status_code == 404
+    wait_done(client, busy["id"])
+
+
+def test_old_jobs_are_removed_at_start(make_client: MakeClient, tmp_path: Any) -> None:
+    client = make_client(keep_jobs_hours=1.0)
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 1}
+    old, recent = (client.post("/api/v1/jobs", json=body).json() for _ in range(2))
+    old_file = (
+        tmp_path
+        / "data"
+        / "outputs"
+        / wait_done(client, old["id"])["outputs"][0]["url"].rsplit("/", 1)[1]
+    )
+    wait_done(client, recent["id"])
+    client.__exit__(None, None, None)
+    from sdcpp_service.server.jobs import JobStore
+
+    store = JobStore(tmp_path / "data" / "jobs.sqlite")
+    with store._tx() as db:  # finished two hours ago
+        db.execute("UPDATE jobs SET finished=finished-7200 WHERE id=?", (old["id"],))
+    store.close()
+    assert old_file.is_file()
+    again = make_client(keep_jobs_hours=1.0)
+    assert again.get(f"/api/v1/jobs/{old['id']}").status_code == 404
+    assert not old_file.exists()
+    assert again.get(f"/api/v1/jobs/{recent['id']}").json()["status"] == "completed"
+    forever = make_client(data="data", keep_jobs_hours=0)
+    assert forever.get(f"/api/v1/jobs/{recent['id']}").status_code == 200

@@ -145,6 +145,11 @@ async def cancel_job(request: Request) -> Response:
     return JSONResponse(job_view(svc, job), status_code=202 if job.state == "running" else 200)
 
 
+async def delete_job(request: Request) -> Response:
+    job = service(request).delete_job(request.path_params["id"])
+    return JSONResponse({"deleted": job.id})
+
+
 async def job_events(request: Request) -> Response:
     svc = service(request)
     svc.job(request.path_params["id"])  # 404 before the stream starts
@@ -276,6 +281,7 @@ def routes() -> list[Route]:
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
         Route("/api/v1/jobs", clear_queue, methods=["DELETE"]),
         Route("/api/v1/jobs/{id}", get_job, methods=["GET"]),
+        Route("/api/v1/jobs/{id}", delete_job, methods=["DELETE"]),
         Route("/api/v1/jobs/{id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/v1/jobs/{id}/events", job_events, methods=["GET"]),
         Route("/api/v1/outputs/{name}", get_output, methods=["GET"]),
