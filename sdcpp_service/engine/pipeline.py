@@ -9,6 +9,7 @@ Every returned image carries ``image.info["parameters"]`` (A1111 infotext) and
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ _NULLABLE = {"eta", "flow_shift", "image_cfg_scale", "sampler", "scheduler"}
 
 MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 #: LoadOptions fields the model planner does not resolve (passed through as given).
+log = logging.getLogger("sdcpp_service.engine")
 _PASS_THROUGH = ("high_noise_diffusion_model", "llm_vision")
 
 
@@ -90,6 +92,13 @@ def plan_model(
         other = "diffusion_model" if slot == "model" else "model"
         fields[slot] = fields.pop(other)
     fields.update(passed)
+    if "high_noise_diffusion_model" not in overrides and str(load_plan.info.arch).startswith("wan"):
+        from sdcpp_service.engine.videogen import high_noise_partner
+
+        partner = high_noise_partner(load_plan.info.path)
+        if partner is not None:  # a Wan2.2 A14B pair, found by the release's naming
+            log.info("using the high-noise model %s", partner.name)
+            fields["high_noise_diffusion_model"] = str(partner)
     fields.update({k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS})
     if "embeddings" in fields:
         fields["embeddings"] = tuple(str(e) for e in fields["embeddings"])

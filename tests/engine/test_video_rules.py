@@ -42,7 +42,11 @@ MODELS: dict[str, tuple[dict[str, tuple[int, ...]], str, set[str]]] = {
     ),
     "wan2.1_vace_1.3B": (L.wan(1536, 16, vace=True), "Wan VACE", {"vae", "t5xxl"}),
     "wan2.2_ti2v_5B": (L.wan(3072, 48), "Wan2.2 TI2V 5B", {"vae", "t5xxl"}),
-    "wan2.2_i2v_low_noise_14B": (L.wan(5120, 36), "Wan2.2 I2V A14B", {"vae", "t5xxl"}),
+    "wan2.2_i2v_low_noise_14B": (
+        L.wan(5120, 36),
+        "Wan2.2 I2V A14B",
+        {"vae", "t5xxl", "high_noise_diffusion_model"},  # its partner, by name
+    ),
     "wan2.2_i2v_high_noise_14B": (L.wan(5120, 36), "Wan2.2 I2V A14B", {"vae", "t5xxl"}),
 }
 
@@ -193,3 +197,29 @@ def test_two_stage_progress_is_one_count(stages: tuple[int, int], total: int) ->
     assert {t for _, t, _ in seen} == {total}
     high = stages[0] + 1
     assert [ph for *_, ph in seen] == ["high noise"] * high + ["sampling"] * (len(seen) - high)
+
+
+def test_the_high_noise_partner_is_found_by_name(root: Path, tmp_path: Path) -> None:
+    settings = settings_for(root)
+    high = root / "diffusion_models" / "wan2.2_i2v_high_noise_14B.safetensors"
+    options, _ = plan_model("wan2.2_i2v_low_noise_14B", settings)
+    assert options.high_noise_diffusion_model == str(high)
+    options, _ = plan_model("wan2.2_i2v_high_noise_14B", settings)  # the high one has none
+    assert not options.high_noise_diffusion_model
+    options, _ = plan_model("wan2.2_i2v_low_noise_14B", settings, high_noise_diffusion_model=None)
+    assert not options.high_noise_diffusion_model  # the caller's choice wins
+    high.rename(high.with_name("wan2.2_i2v_HighNoise_14B.safetensors"))
+    low = root / "diffusion_models" / "wan2.2_i2v_low_noise_14B.safetensors"
+    low.rename(low.with_name("wan2.2_i2v_LowNoise_14B.safetensors"))
+    options, _ = plan_model(
+        root / "diffusion_models" / "wan2.2_i2v_LowNoise_14B.safetensors", settings
+    )
+    assert (
+        Path(options.high_noise_diffusion_model or "").name
+        == "wan2.2_i2v_HighNoise_14B.safetensors"
+    )
+    high.with_name("wan2.2_i2v_HighNoise_14B.safetensors").unlink()
+    options, _ = plan_model(
+        root / "diffusion_models" / "wan2.2_i2v_LowNoise_14B.safetensors", settings
+    )
+    assert not options.high_noise_diffusion_model
