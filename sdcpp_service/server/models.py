@@ -42,12 +42,21 @@ class ModelEntry:
     size: int
     mtime: float
     arch: str | None = None
+    #: the detected variant (an ESRGAN's ``x4``/``x2``/``x1``, a Wan model's ``t2v-1.3b``…)
+    variant: str | None = None
+
+    @property
+    def scale(self) -> int | None:
+        """An upscaler's native factor, from its header."""
+        v = self.variant or ""
+        return int(v[1:]) if self.kind == "upscaler" and v[1:].isdigit() else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
             "arch": self.arch,
+            "variant": self.variant,
             "path": str(self.path),
             "filename": self.path.name,
             "size": self.size,
@@ -71,7 +80,7 @@ def scan(settings: Settings) -> list[ModelEntry]:
             mtime = path.stat().st_mtime
         except OSError:
             continue
-        out.append(ModelEntry(entry.name, kind, path, info.size, mtime, info.arch))
+        out.append(ModelEntry(entry.name, kind, path, info.size, mtime, info.arch, info.variant))
     return out
 
 

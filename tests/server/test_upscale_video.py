@@ -8,11 +8,14 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from starlette.testclient import TestClient
 
+from tests.models import layouts as L
+from tests.models.corpus import write_safetensors
 from tests.server.conftest import MakeClient
 from tests.server.test_native import sse_events, wait_done
 
@@ -179,12 +182,14 @@ def test_extras_validation(client: TestClient) -> None:
     assert r.status_code == 422 and "imageList" in fields_of(r)
 
 
-def test_upscalers_list(client: TestClient) -> None:
+def test_upscalers_list(client: TestClient, model_dir: Path) -> None:
+    write_safetensors(model_dir / "upscale_models" / "two.safetensors", L.esrgan(up=1))
     items = client.get("/sdapi/v1/upscalers").json()
     assert [i["name"] for i in items][:3] == ["None", "Lanczos", "Nearest"]
     esrgan = next(i for i in items if i["name"] == "4x_test")
     assert esrgan["model_path"].endswith("4x_test.safetensors") and esrgan["scale"] == 4
     assert set(esrgan) == {"name", "model_name", "model_path", "model_url", "scale"}
+    assert next(i for i in items if i["name"] == "two")["scale"] == 2  # read from the header
 
 
 def test_txt2img_hires_fields(client: TestClient) -> None:

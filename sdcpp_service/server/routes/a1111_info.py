@@ -81,8 +81,13 @@ async def schedulers(request: Request) -> Response:
 
 
 async def upscalers(request: Request) -> Response:
-    builtin = [("None", None), ("Lanczos", None), ("Nearest", None)]
-    items = builtin + [(e.name, str(e.path)) for e in _by_kind(service(request), "upscaler")]
+    builtin: list[tuple[str, str | None, int]] = [
+        ("None", None, 4),
+        ("Lanczos", None, 4),
+        ("Nearest", None, 4),
+    ]
+    networks = _by_kind(service(request), "upscaler")
+    items = builtin + [(e.name, str(e.path), e.scale or 4) for e in networks]
     return JSONResponse(
         [
             {
@@ -90,9 +95,9 @@ async def upscalers(request: Request) -> Response:
                 "model_name": n if p else None,
                 "model_path": p,
                 "model_url": None,
-                "scale": 4,
+                "scale": scale,  # the network's native factor (A1111 reports 4 for resizers)
             }
-            for n, p in items
+            for n, p, scale in items
         ]
     )
 
