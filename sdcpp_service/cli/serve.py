@@ -61,7 +61,7 @@ def serve(
     """Serve the engine over HTTP: /api/v1 (jobs, SSE), /sdapi/v1 (A1111), /v1 (OpenAI)."""
     from sdcpp_service.config import Settings
     from sdcpp_service.server.app import create_app
-    from sdcpp_service.server.service import ServerOptions
+    from sdcpp_service.server.options import ServerOptions
 
     keys = tuple(k for k in api_key or [] if k)
     creds = tuple(api_auth or [])

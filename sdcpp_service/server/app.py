@@ -20,9 +20,10 @@ from sdcpp_service.config import Settings
 from sdcpp_service.errors import SdcppError
 from sdcpp_service.server import errors
 from sdcpp_service.server.engine import Engine, PipelineEngine
+from sdcpp_service.server.options import ServerOptions
 from sdcpp_service.server.routes import a1111, native, openai
 from sdcpp_service.server.security import Guard
-from sdcpp_service.server.service import ServerOptions, Service
+from sdcpp_service.server.service import Service
 
 
 def create_app(

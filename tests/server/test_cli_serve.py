@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from sdcpp_service.cli import app
 from sdcpp_service.cli.serve import is_loopback
-from sdcpp_service.server.service import ServerOptions
+from sdcpp_service.server.options import ServerOptions
 
 
 def test_loopback_detection() -> None:

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
-from sdcpp_service.server.service import ServerOptions
+from sdcpp_service.server.options import ServerOptions
 from tests.server.test_native import sse_events, wait_done
 from tests.synth.kit import Kit
 

@@ -23,7 +23,7 @@ from PIL import Image
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
 from sdcpp_service.server.engine import FakeEngine
-from sdcpp_service.server.service import ServerOptions
+from sdcpp_service.server.options import ServerOptions
 
 
 def free_port() -> int:

@@ -14,9 +14,10 @@ from sdcpp_service._version import __version__
 from sdcpp_service.server import fields, models, sse
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import STATES, Job
+from sdcpp_service.server.options import LOAD_SLOTS, OPTIONAL_SLOTS
 from sdcpp_service.server.routes.common import MEDIA_TYPES, encode, json_body, memory, service
 from sdcpp_service.server.scheduler import OUTPUT_URL, progress_data
-from sdcpp_service.server.service import LOAD_SLOTS, OPTIONAL_SLOTS, Service, decode
+from sdcpp_service.server.service import Service, decode
 
 JOB_FIELDS = {
     *fields.GENERATION,
