@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from sdcpp_service.cli import _progress
 from sdcpp_service.cli._errors import fail, handle_errors
 from sdcpp_service.cli._options import ForceOpt, JsonOpt
 
 if TYPE_CHECKING:
     from sdcpp_service.convert.batch import Skipped
     from sdcpp_service.convert.plan import Plan
-    from sdcpp_service.convert.run import ConvertProgress, ConvertResult
+    from sdcpp_service.convert.run import ConvertResult
 
 Opt = typer.Option
 
@@ -26,52 +27,32 @@ def _size(n: float) -> str:
     return fmt_bytes(n)
 
 
-class Bar:
+class Bar(_progress.Bar):
     """Tensors and bytes on stderr (rich); silent when stderr is not a terminal."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.progress: Any = None
-        self.task: Any = None
+    description = "starting"
 
-    def __enter__(self) -> Bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(
-                TextColumn("{task.description:<10}"),
-                BarColumn(),
-                DownloadColumn(binary_units=False),
-                TextColumn("{task.fields[tensors]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.__enter__()
-            self.task = self.progress.add_task("starting", total=None, tensors="")
-        return self
+        return [
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            DownloadColumn(binary_units=False),
+            TextColumn("{task.fields[tensors]}"),
+            TimeElapsedColumn(),
+        ]
 
-    def __call__(self, p: ConvertProgress) -> None:
-        if self.progress is None:
-            return
-        self.progress.update(
-            self.task,
-            description=p.phase,
-            total=p.bytes_total,
-            completed=p.bytes,
-            tensors=f"{p.tensors}/{p.tensors_total} tensors",
-        )
+    def fields(self) -> dict[str, Any]:
+        return {"tensors": ""}
 
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(None, None, None)
+    def update(self, p: Any) -> dict[str, Any]:  # a ConvertProgress
+        return {
+            "description": p.phase,
+            "total": p.bytes_total,
+            "completed": p.bytes,
+            "tensors": f"{p.tensors}/{p.tensors_total} tensors",
+        }
 
 
 def summary(r: ConvertResult) -> str:

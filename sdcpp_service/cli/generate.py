@@ -23,6 +23,7 @@ from sdcpp_service.cli._options import (
     VaeOnCpuOpt,
     VaeTilingOpt,
 )
+from sdcpp_service.cli._progress import Bar
 
 Opt = typer.Option
 
@@ -46,49 +47,6 @@ def output_paths(output: Path | None, count: int, seeds: list[int], force: bool)
                 )
         paths.append(candidate)
     return paths
-
-
-class Bar:
-    """A rich progress bar on stderr (step, it/s, ETA); silent when stderr is not a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.__enter__()
-            self.task = self.progress.add_task("sampling", total=None, rate="")
-        return self
-
-    def __call__(self, p: Any) -> None:
-        if self.progress is None:
-            return
-        rate = f"{p.step / p.elapsed:.2f} it/s" if p.elapsed > 0 and p.step else ""
-        self.progress.update(self.task, total=p.total, completed=p.step, rate=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(None, None, None)
 
 
 def run(

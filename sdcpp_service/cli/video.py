@@ -22,7 +22,7 @@ from sdcpp_service.cli._options import (
     VaeOnCpuOpt,
     VaeTilingOpt,
 )
-from sdcpp_service.cli.generate import Bar
+from sdcpp_service.cli._progress import Bar
 
 Opt = typer.Option
 DEFAULT_OUTPUT = "video.mp4"
@@ -31,10 +31,8 @@ DEFAULT_OUTPUT = "video.mp4"
 class VideoBar(Bar):
     """The image progress bar, labelled with the stage (high noise, sampling)."""
 
-    def __call__(self, p: Any) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, description=p.phase)
-        super().__call__(p)
+    def update(self, p: Any) -> dict[str, Any]:
+        return {**super().update(p), "description": p.phase}
 
 
 def run(
