@@ -14,21 +14,18 @@ header read) and warm (cached by path, size and mtime; target: < 1 s).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import struct
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sdcpp_service.config import Settings  # noqa: E402
 from sdcpp_service.models import inspect, scan  # noqa: E402
+from tests.models import corpus  # noqa: E402
 
 Layout = dict[str, tuple[int, ...]]
 
@@ -69,40 +66,16 @@ def flux_dev_layout(hidden: int = 3072, double: int = 19, single: int = 38) -> L
 
 
 def write_safetensors(path: Path, layout: Layout) -> Path:
-    header, offset = {}, 0
-    for name, shape in layout.items():
-        n = int(np.prod(shape)) * 2
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)) + raw)
-        fh.truncate(8 + len(raw) + offset)
-    return path
+    return corpus.write_safetensors(path, layout, dtype="BF16")
 
 
 def write_gguf(path: Path, layout: Layout, tokens: int = 0) -> Path:
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "flux" if not tokens else "qwen3")
-    if tokens:
-        w.add_array("tokenizer.ggml.tokens", [f"tok{i:06d}" for i in range(tokens)])
-    total = 0
-    for name, shape in layout.items():
-        q = gguf.GGMLQuantizationType.Q4_0 if len(shape) == 2 else gguf.GGMLQuantizationType.F32
-        block, size = gguf.GGML_QUANT_SIZES[q]
-        nbytes = int(np.prod(shape)) // block * size
-        w.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=q)
-        total += nbytes + (-nbytes % 32)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    w.close()
-    end = path.stat().st_size
-    with open(path, "r+b") as fh:
-        fh.truncate(end + (-end % 32) + total)
-    return path
+    """Q4_0 matrices, F32 vectors; ``tokens``: an LLM with that many vocabulary entries."""
+    tensors = {n: (shape, "Q4_0" if len(shape) == 2 else "F32") for n, shape in layout.items()}
+    if not tokens:
+        return corpus.write_gguf(path, tensors)
+    vocab = {"tokenizer.ggml.tokens": [f"tok{i:06d}" for i in range(tokens)]}
+    return corpus.write_gguf(path, tensors, vocab, arch="qwen3")
 
 
 def llm_layout(hidden: int = 2560, layers: int = 36) -> Layout:

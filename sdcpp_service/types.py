@@ -87,6 +87,9 @@ class Lora:
     weight: float = 1.0
     high_noise: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "weight": self.weight, "high_noise": self.high_noise}
+
 
 @dataclass
 class GenerateRequest:
@@ -143,10 +146,7 @@ class GenerateRequest:
             elif f.name == "ref_images":
                 value = [list(im.size) for im in value]
             elif f.name == "loras":
-                value = [
-                    {"path": lo.path, "weight": lo.weight, "high_noise": lo.high_noise}
-                    for lo in value
-                ]
+                value = [lo.to_dict() for lo in value]
             out[f.name] = value
         return out
 
@@ -233,10 +233,7 @@ class VideoRequest:
             elif f.name == "control_frames":
                 value = len(value)
             elif f.name == "loras":
-                value = [
-                    {"path": lo.path, "weight": lo.weight, "high_noise": lo.high_noise}
-                    for lo in value
-                ]
+                value = [lo.to_dict() for lo in value]
             out[f.name] = value
         return out
 

@@ -29,3 +29,17 @@ ClipOnCpuOpt = Annotated[
     bool, typer.Option("--clip-on-cpu", help="Keep the text encoders on the CPU.")
 ]
 VaeOnCpuOpt = Annotated[bool, typer.Option("--vae-on-cpu", help="Keep the VAE on the CPU.")]
+
+
+def engine_switches(
+    threads: int, offload: bool, flash_attn: bool, mmap: bool, clip_on_cpu: bool, vae_on_cpu: bool
+) -> dict[str, int | bool]:
+    """The options above as ``Pipeline.load`` arguments."""
+    return {
+        "threads": threads,
+        "offload_to_cpu": offload,
+        "flash_attn": flash_attn,
+        "mmap": mmap,
+        "clip_on_cpu": clip_on_cpu,
+        "vae_on_cpu": vae_on_cpu,
+    }

@@ -22,6 +22,7 @@ from sdcpp_service.cli._options import (
     ThreadsOpt,
     VaeOnCpuOpt,
     VaeTilingOpt,
+    engine_switches,
 )
 from sdcpp_service.cli._progress import Bar
 
@@ -211,12 +212,7 @@ def generate(
         "t5xxl": t5xxl,
         "llm": llm,
         "control_net": control_net,
-        "threads": threads,
-        "offload_to_cpu": offload,
-        "flash_attn": flash_attn,
-        "mmap": mmap,
-        "clip_on_cpu": clip_on_cpu,
-        "vae_on_cpu": vae_on_cpu,
+        **engine_switches(threads, offload, flash_attn, mmap, clip_on_cpu, vae_on_cpu),
         "lora_apply_mode": lora_apply_mode,
     }
     params: dict[str, Any] = {

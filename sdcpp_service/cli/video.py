@@ -21,6 +21,7 @@ from sdcpp_service.cli._options import (
     ThreadsOpt,
     VaeOnCpuOpt,
     VaeTilingOpt,
+    engine_switches,
 )
 from sdcpp_service.cli._progress import Bar
 
@@ -167,12 +168,7 @@ def video(
         "t5xxl": False if no_text_encoder else t5xxl,
         "clip_vision": clip_vision,
         "high_noise_diffusion_model": high_noise_model,
-        "threads": threads,
-        "offload_to_cpu": offload,
-        "flash_attn": flash_attn,
-        "mmap": mmap,
-        "vae_on_cpu": vae_on_cpu,
-        "clip_on_cpu": clip_on_cpu,
+        **engine_switches(threads, offload, flash_attn, mmap, clip_on_cpu, vae_on_cpu),
     }
     params: dict[str, Any] = {
         "negative_prompt": negative,
