@@ -1,37 +1,78 @@
-"""The ``sdcpp`` command: assembles one typer group per module; no engine import at start-up."""
+"""The ``sdcpp`` command: one typer group assembled from a table; no engine import at start-up.
+
+``main()`` builds only the command being run (typer inspects every registered function's
+signature before parsing, ~0.2 s for all of them), so ``sdcpp convert`` and friends start
+as fast as a one-command script; ``sdcpp --help`` and an unknown name get the whole group.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import typer
 
-from sdcpp_service.cli import backend, convert, generate, info, models, serve, upscale, video
+#: name → (module in sdcpp_service.cli, attribute, help override); a ``typer.Typer`` attribute
+#: is a sub-group.
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "generate": ("generate", "generate", None),
+    "img2img": (
+        "generate", "generate", "Image-to-image: `generate` with --init-image (and --strength)."
+    ),
+    "inpaint": ("generate", "generate", "Inpainting: `generate` with --init-image and --mask."),
+    "upscale": ("upscale", "upscale", None),
+    "video": ("video", "video", None),
+    "info": ("info", "info", None),
+    "backend": ("backend", "app", None),
+    "serve": ("serve", "serve", None),
+    "models": ("models", "app", None),
+    "pull": ("models", "pull_cmd", "Download model files or a recipe from the Hugging Face Hub."),
+    "convert": ("convert", "convert", None),
+}  # fmt: skip
 
-app = typer.Typer(
-    name="sdcpp",
-    help="stable-diffusion.cpp for everyone: generate, convert, serve.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-app.command("generate")(generate.generate)
-app.command("img2img", help="Image-to-image: `generate` with --init-image (and --strength).")(
-    generate.generate
-)
-app.command("inpaint", help="Inpainting: `generate` with --init-image and --mask.")(
-    generate.generate
-)
-app.command("upscale")(upscale.upscale)
-app.command("video")(video.video)
-app.command("info")(info.info)
-app.add_typer(backend.app, name="backend")
-app.command("serve")(serve.serve)
-app.add_typer(models.app, name="models")
-app.command("pull", help="Download model files or a recipe from the Hugging Face Hub.")(
-    models.pull_cmd
-)
-app.command("convert")(convert.convert)
+def build(only: str | None = None) -> typer.Typer:
+    """The ``sdcpp`` group with every command, or with ``only`` that one (same usage lines)."""
+    group = typer.Typer(
+        name="sdcpp",
+        help="stable-diffusion.cpp for everyone: generate, convert, serve.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, (module, attr, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        obj = getattr(importlib.import_module(f"sdcpp_service.cli.{module}"), attr)
+        if isinstance(obj, typer.Typer):
+            group.add_typer(obj, name=name)
+        else:
+            group.command(name, help=help_text)(obj)
+    if only is not None:
+        # A group of one command would collapse into that command; a callback keeps
+        # `sdcpp NAME …` the usage line.
+        group.callback()(_group)
+    return group
+
+
+def _group() -> None:
+    """stable-diffusion.cpp for everyone: generate, convert, serve."""
+
+
+_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the whole group, built on first use (tests invoke it with CliRunner)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = build()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    name = sys.argv[1] if len(sys.argv) > 1 else None
+    build(name if name in COMMANDS else None)()
