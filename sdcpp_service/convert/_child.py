@@ -13,7 +13,6 @@ prints go to stderr, never into the protocol.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -21,7 +20,11 @@ import threading
 import time
 from typing import IO, Any
 
-_LEVELS = {logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "error"}
+# Kept lean: until the job arrives this process imports only the bindings and ctypes, so it is
+# ready as soon as a bare script calling the engine would be (see benchmarks/convert.py).
+
+#: The engine's log levels (``enum sd_log_level_t``) we forward, by name.
+_LEVELS = {2: "warning", 3: "error"}
 
 
 class _Channel:
@@ -36,16 +39,30 @@ class _Channel:
             self.stream.flush()
 
 
-class _Forward(logging.Handler):
-    """Engine warnings and errors → ``log`` events (the parent decides what to show)."""
+class _Hooks:
+    """The engine's log and progress callbacks for the conversion, straight onto the channel:
+    warnings and errors → ``log`` events (errors also kept for the ``converted`` event),
+    progress → ``progress`` events."""
 
-    def __init__(self, channel: _Channel) -> None:
-        super().__init__(logging.WARNING)
+    def __init__(self, lib: Any, channel: _Channel) -> None:
         self.channel = channel
+        self.errors: list[str] = []
+        self._log = lib.sd_log_callback(self._on_log)
+        self._progress = lib.sd_progress_callback(self._on_progress)
+        lib.sd_set_log_callback(self._log, None)
+        lib.sd_set_progress_callback(self._progress, None)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        level = _LEVELS.get(record.levelno, "warning")
-        self.channel.send("log", level=level, text=record.getMessage())
+    def _on_log(self, level: int, text: bytes | None, _data: Any) -> None:
+        line = (text or b"").decode("utf-8", "replace").rstrip()
+        name = _LEVELS.get(min(level, 3))
+        if line and name:
+            if name == "error":
+                self.errors.append(line)
+            self.channel.send("log", level=name, text=line)
+
+    def _on_progress(self, step: int, steps: int, _seconds: float, _data: Any) -> None:
+        if steps > 0:
+            self.channel.send("progress", step=step, total=steps)
 
 
 def _die_with_parent() -> None:
@@ -63,9 +80,26 @@ def _die_with_parent() -> None:
 
 
 def _maxrss_bytes() -> int:
-    from sdcpp_service.convert.meta import own_maxrss
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
 
-    return own_maxrss()
+
+def _forward_engine_log(channel: _Channel) -> None:
+    """Our engine layer logs through :mod:`logging`: its warnings and errors → ``log`` events."""
+    import logging
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            level = "error" if record.levelno >= logging.ERROR else "warning"
+            channel.send("log", level=level, text=record.getMessage())
+
+    logger = logging.getLogger("sdcpp_service.engine")
+    logger.addHandler(Forward(logging.WARNING))
+    logger.propagate = False
 
 
 def _verify(job: dict[str, Any], channel: _Channel) -> None:
@@ -97,25 +131,21 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _die_with_parent()
     channel = _Channel(proto)
-    logger = logging.getLogger("sdcpp_service.engine")
-    logger.addHandler(_Forward(channel))
-    logger.propagate = False
 
+    from sdcpp_service.engine.sdcpp import bindings, bindings_version
     from sdcpp_service.errors import EngineNotInstalled
 
     try:
-        from sdcpp_service.convert._engine import engine_types
-        from sdcpp_service.engine.context import runtime
-        from sdcpp_service.engine.sdcpp import bindings_version
-
-        rt = runtime()
+        lib = bindings()
     except EngineNotInstalled as exc:
         channel.send("not_installed", message=str(exc))
         return 1
-    lib = rt.native.lib
+    from sdcpp_service.convert._engine import type_rows
+
+    hooks = _Hooks(lib, channel)
     channel.send(
         "ready",
-        types=engine_types().to_json(),
+        types=type_rows(lib._lib, int(lib.GGMLType.SD_TYPE_COUNT)),
         engine={
             "bindings": bindings_version(),
             "version": lib.sd_version().decode("utf-8", "replace"),
@@ -126,27 +156,21 @@ def main() -> int:
     if not line.strip():
         return 0
     job = json.loads(line)
-
-    def on_progress(p: Any) -> None:
-        channel.send("progress", step=p.step, total=p.total)
-
-    mark = rt.log.mark()
     t0 = time.perf_counter()
-    with rt.progress.attached(on_progress, "convert"):
-        ok = bool(
-            lib.convert(
-                job["source"].encode("utf-8"),
-                (job.get("vae") or "").encode("utf-8"),
-                job["output"].encode("utf-8"),
-                int(job["type_id"]),
-                job["rules"].encode("utf-8"),
-                False,
-            )
+    ok = bool(
+        lib.convert(
+            job["source"].encode("utf-8"),
+            (job.get("vae") or "").encode("utf-8"),
+            job["output"].encode("utf-8"),
+            int(job["type_id"]),
+            job["rules"].encode("utf-8"),
+            False,
         )
+    )
     seconds = time.perf_counter() - t0
-    errors = rt.log.since(mark, 3)
-    channel.send("converted", ok=ok, seconds=seconds, errors=errors[-5:])
+    channel.send("converted", ok=ok, seconds=seconds, errors=hooks.errors[-5:])
     if ok and job.get("verify"):
+        _forward_engine_log(channel)
         try:
             _verify(job, channel)
         except Exception as exc:  # reported, the parent fails the conversion

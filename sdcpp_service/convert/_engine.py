@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sdcpp_service.convert.plan import QType, TypeTable
+if TYPE_CHECKING:
+    from sdcpp_service.convert.plan import TypeTable
 
 
 class _Traits(ctypes.Structure):
@@ -28,34 +30,42 @@ class _Traits(ctypes.Structure):
     ]
 
 
-@cache
-def engine_types() -> TypeTable:
-    from sdcpp_service.engine.sdcpp import native
-
-    nat = native()
-    cdll = nat.lib._lib
+def type_rows(cdll: Any, count: int) -> list[dict[str, Any]]:
+    """The table as plain rows (``QType`` fields), from the engine library ``cdll`` alone: the
+    engine child sends these before it imports anything of ours."""
+    name_of = cdll.sd_type_name
+    name_of.argtypes = [ctypes.c_int]
+    name_of.restype = ctypes.c_char_p
     traits = cdll.ggml_get_type_traits
     traits.argtypes = [ctypes.c_int]
     traits.restype = ctypes.POINTER(_Traits)
-    rows: list[QType] = []
-    for value in range(nat.counts["type"]):
-        raw = nat.names["type"](value)
+    rows: list[dict[str, Any]] = []
+    for value in range(count):
+        raw = name_of(value)
         if not raw:
             continue
         tr = traits(value).contents
         name = raw.decode("utf-8")
         if tr.blck_size <= 0 or tr.type_size <= 0 or not tr.type_name:
             continue  # removed slots ("DEPRECATED")
-        writable = name == "f32" or bool(tr.to_float)
         rows.append(
-            QType(
-                name=name.lower(),
-                engine_name=name,
-                id=value,
-                block_size=int(tr.blck_size),
-                type_size=int(tr.type_size),
-                quantized=bool(tr.is_quantized),
-                writable=writable,
-            )
+            {
+                "name": name.lower(),
+                "engine_name": name,
+                "id": value,
+                "block_size": int(tr.blck_size),
+                "type_size": int(tr.type_size),
+                "quantized": bool(tr.is_quantized),
+                "writable": name == "f32" or bool(tr.to_float),
+            }
         )
-    return TypeTable(tuple(rows))
+    return rows
+
+
+@cache
+def engine_types() -> TypeTable:
+    from sdcpp_service.convert.plan import TypeTable
+    from sdcpp_service.engine.sdcpp import bindings
+
+    lib = bindings()
+    return TypeTable.from_json(type_rows(lib._lib, int(lib.GGMLType.SD_TYPE_COUNT)))
