@@ -13,33 +13,34 @@ Heavy members are imported on first use, so ``import sdcpp_service`` stays cheap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sdcpp_service._lazy import lazy_members
 from sdcpp_service._version import __version__
-from sdcpp_service.config import Settings
-from sdcpp_service.errors import (
-    InvalidImage,
-    InvalidModelFile,
-    InvalidRequest,
-    MissingComponent,
-    SdcppError,
-    UnknownName,
-)
-from sdcpp_service.types import (
-    GenerateRequest,
-    GenerateResult,
-    LoadOptions,
-    Lora,
-    Progress,
-    VideoRequest,
-    VideoResult,
-)
 
 if TYPE_CHECKING:
+    from sdcpp_service.config import Settings
     from sdcpp_service.engine.pipeline import Pipeline
     from sdcpp_service.engine.upscale import Upscaler, upscale
     from sdcpp_service.engine.video import generate_video
+    from sdcpp_service.errors import (
+        InvalidImage,
+        InvalidModelFile,
+        InvalidRequest,
+        MissingComponent,
+        SdcppError,
+        UnknownName,
+    )
     from sdcpp_service.models import ModelInfo, inspect, plan, pull, scan
+    from sdcpp_service.types import (
+        GenerateRequest,
+        GenerateResult,
+        LoadOptions,
+        Lora,
+        Progress,
+        VideoRequest,
+        VideoResult,
+    )
 
 __all__ = [
     "GenerateRequest",
@@ -69,6 +70,21 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Settings": "sdcpp_service.config",
+    **{
+        name: "sdcpp_service.errors"
+        for name in (
+            "InvalidImage", "InvalidModelFile", "InvalidRequest", "MissingComponent",
+            "SdcppError", "UnknownName",
+        )
+    },
+    **{
+        name: "sdcpp_service.types"
+        for name in (
+            "GenerateRequest", "GenerateResult", "LoadOptions", "Lora", "Progress",
+            "VideoRequest", "VideoResult",
+        )
+    },
     "Pipeline": "sdcpp_service.engine.pipeline",
     "ModelInfo": "sdcpp_service.models",
     "inspect": "sdcpp_service.models",
@@ -78,12 +94,6 @@ _LAZY = {
     "Upscaler": "sdcpp_service.engine.upscale",
     "upscale": "sdcpp_service.engine.upscale",
     "generate_video": "sdcpp_service.engine.video",
-}
+}  # fmt: skip
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sdcpp_service' has no attribute {name!r}")
+__getattr__ = lazy_members(__name__, _LAZY)

@@ -12,7 +12,9 @@ engine's loader does, as data), :mod:`.rules` (the default rule table), :mod:`.s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sdcpp_service._lazy import lazy_members
 
 if TYPE_CHECKING:
     from sdcpp_service.convert.batch import Skipped, convert_all
@@ -41,24 +43,18 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ConvertProgress": "run",
-    "ConvertResult": "run",
-    "Plan": "plan",
-    "Rule": "plan",
-    "Skipped": "batch",
-    "TensorPlan": "plan",
-    "convert": "run",
-    "convert_all": "batch",
-    "list_types": "run",
-    "plan_conversion": "run",
-    "read_sidecar": "meta",
+    "ConvertProgress": "sdcpp_service.convert.run",
+    "ConvertResult": "sdcpp_service.convert.run",
+    "Plan": "sdcpp_service.convert.plan",
+    "Rule": "sdcpp_service.convert.plan",
+    "Skipped": "sdcpp_service.convert.batch",
+    "TensorPlan": "sdcpp_service.convert.plan",
+    "convert": "sdcpp_service.convert.run",
+    "convert_all": "sdcpp_service.convert.batch",
+    "list_types": "sdcpp_service.convert.run",
+    "plan_conversion": "sdcpp_service.convert.run",
+    "read_sidecar": "sdcpp_service.convert.meta",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f"sdcpp_service.convert.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'sdcpp_service.convert' has no attribute {name!r}")
+__getattr__ = lazy_members(__name__, _LAZY)
