@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from sdcpp_service import backends
@@ -86,3 +87,27 @@ def test_info_json_reports_engine_and_folders(
     assert data["physical_cores"] >= 1 and data["default_threads"] >= 1
     assert data["data_dir"] == str(tmp_path / "data")
     assert "AVX" in data["system_info"] or "NEON" in data["system_info"]
+
+
+def test_main_builds_only_the_command_it_runs() -> None:
+    # typer inspects every registered command before parsing: `sdcpp convert …` must not pay
+    # for (or import) the others, and must keep the usage line of the whole group.
+    code = (
+        "import sys; sys.argv = ['sdcpp', 'upscale', '--help']\n"
+        "from sdcpp_service.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('sdcpp_service.cli.')"
+        " and not m.rsplit('.', 1)[1].startswith('_')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Usage: sdcpp upscale [OPTIONS]" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "['upscale']"
+
+
+def test_full_group_lists_every_command() -> None:
+    from sdcpp_service.cli import COMMANDS, build
+
+    names = {c.name for c in typer.main.get_command(build()).commands.values()}  # type: ignore[attr-defined]
+    assert names == set(COMMANDS)
+    one = typer.main.get_command(build("convert"))
+    assert set(one.commands) == {"convert"}  # type: ignore[attr-defined]

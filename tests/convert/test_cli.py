@@ -155,3 +155,44 @@ def test_an_unclaimed_child_ends_with_its_parent(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     pytest.fail("the unclaimed engine child outlived its parent")
+
+
+def test_the_child_announces_the_engines_type_table() -> None:
+    # The child reads the table from the engine library alone; it must equal the table the
+    # parent-side code builds (plans use both).
+    import json
+
+    from sdcpp_service._launch import spawn_child
+    from sdcpp_service.convert._engine import engine_types
+
+    proc = spawn_child()
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+    finally:
+        proc.communicate(timeout=60)  # EOF on stdin: the child leaves without work
+    assert proc.returncode == 0
+    assert ready["event"] == "ready"
+    assert ready["types"] == engine_types().to_json()
+    assert {"q8_0", "q4_k", "f16"} <= {t["name"] for t in ready["types"] if t["writable"]}
+    assert ready["engine"]["bindings"] == "0.4.7"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread policy is Linux's")
+def test_the_source_hash_runs_at_idle_priority() -> None:
+    # Beside a conversion the hash may only take CPU the engine leaves free.
+    import threading
+
+    from sdcpp_service.convert.meta import _idle_priority
+
+    seen: list[int] = []
+
+    def probe() -> None:
+        _idle_priority()
+        seen.append(os.sched_getscheduler(threading.get_native_id()))
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    assert seen == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched

@@ -12,6 +12,7 @@ import pytest
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidModelFile, UnsupportedModel
 from sdcpp_service.models import ModelInfo, Need, hash_file, inspect
+from sdcpp_service.models.hashing import sha256_file
 from tests.models import layouts as L
 from tests.models.corpus import write_gguf, write_safetensors
 
@@ -88,6 +89,19 @@ def test_hash_streams_and_caches(tmp_path: Path) -> None:
     third = hash_file(path, settings)
     assert not third.cached and third.sha256 == hashlib.sha256(b"changed").hexdigest()
     assert hash_file(path, settings, cache=False).cached is False
+
+
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024 * 1024, 64 * 1024 * 1024 + 4097])
+def test_sha256_file_across_slices(size: int, tmp_path: Path) -> None:
+    # Mapped files are hashed in 64 MiB slices; empty files cannot be mapped at all.
+    path = tmp_path / "m.bin"
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        if size:
+            fh.seek(size - 1)
+            fh.write(b"\x01")
+    data = path.read_bytes()
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_hash_of_a_folder_is_an_error(tmp_path: Path) -> None:
