@@ -278,7 +278,7 @@ def _run(
     _check_disk(out.parent, the_plan.output_bytes, tmp)
     done = False
     try:
-        tmp.write_bytes(b"")  # reserve the name; proves the folder is writable
+        _probe_writable(tmp)
         worker.send(
             {
                 "source": str(source.path),
@@ -321,6 +321,22 @@ def _run(
         metadata=record,
         verified=outcome.verified,
     )
+
+
+def _probe_writable(tmp: Path) -> None:
+    """Prove ``tmp`` can be created, and leave it absent: the engine must create the file
+    itself. ext4 writes a file back on close when an open truncated it (``auto_da_alloc``), so
+    the engine opening ("wb") a file we made would add that write-back to the conversion
+    (+0.6 s for a 2 GB checkpoint here). A stale temp of a killed run is removed too."""
+    try:
+        tmp.unlink(missing_ok=True)
+        with open(tmp, "xb"):
+            pass
+        tmp.unlink()
+    except OSError as exc:
+        raise ConvertError(
+            tmp.parent, f"cannot write the output here ({exc.strerror}); choose another --output"
+        ) from exc
 
 
 def _incomplete(path: Path) -> Path:
