@@ -2,7 +2,8 @@
 
 Each run is a fresh process, measured from outside: wall time around the process and peak RSS
 from ``os.wait4`` (the largest RSS among the process and its waited-for children, so our engine
-child counts). Rows, alternated run by run after one warm-up round (same page cache for all):
+child counts). Rows, one of each per round in a shuffled order, after one warm-up round (same
+page cache for all):
 
 - ``engine convert, direct``: a minimal script importing only the bindings and calling
   ``convert`` with the very same type and rule string our plan produces;
@@ -10,10 +11,12 @@ child counts). Rows, alternated run by run after one warm-up round (same page ca
 - ``sdcpp convert``: the CLI as a user runs it (typer start-up included);
 - ``sdcpp convert, hashing the source``: the CLI with an empty hash cache.
 
-The sidecar records the source's SHA-256. The hash is cached by size and mtime (shared with
-``sdcpp models hash``), so the first rows are the usual case; the last one pays the SHA-256
-(about 0.6 s of CPU per GB here, overlapped with the engine). Targets: time ratio <= 1.05,
-RSS ratio <= 1.10.
+The sidecar records the source's SHA-256, cached by size and mtime (shared with ``sdcpp models
+hash``): the last row is a file's first conversion, which pays the hash (about 0.8 s of CPU per
+GB here, from a memory map, at idle priority beside the engine). Targets: time ratio <= 1.05,
+RSS ratio <= 1.10. The engine alone varies by 15 % or more run to run on a small shared VM,
+mostly in writing its output: use enough ``--runs``, and ``--out-dir /dev/shm`` to see our
+overhead without the disk's write-back.
 
     python benchmarks/convert.py                      # the kit's SD1 checkpoint (2 GB), q8_0
     python benchmarks/convert.py --kit sdxs           # a smaller one (883 MB)
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -111,8 +115,13 @@ def main() -> int:
         }  # fmt: skip
         samples: dict[str, list[tuple[float, int]]] = {k: [] for k in rows}
         sizes: set[int] = set()
+        order = random.Random(0)
         for i in range(args.runs + 1):
-            for label, (cmd, data) in rows.items():
+            labels = list(rows)
+            if i > 0:  # rounds in a shuffled order: no row always follows the same one
+                order.shuffle(labels)
+            for label in labels:
+                cmd, data = rows[label]
                 out.unlink(missing_ok=True)
                 Path(str(out) + ".json").unlink(missing_ok=True)
                 env = dict(os.environ)
