@@ -31,6 +31,7 @@ class Bar(_progress.Bar):
     """Tensors and bytes on stderr (rich); silent when stderr is not a terminal."""
 
     description = "starting"
+    lazy = True  # rich loads while the engine converts, not before the job is sent
 
     def columns(self) -> list[Any]:
         from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn

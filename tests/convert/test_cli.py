@@ -196,3 +196,21 @@ def test_the_source_hash_runs_at_idle_priority() -> None:
     t.join()
     assert seen == [os.SCHED_IDLE]
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched
+
+
+def test_the_convert_bar_starts_at_the_first_update() -> None:
+    # rich loads after the job is sent; the other commands' bars start on entering.
+    from sdcpp_service.cli import _progress
+    from sdcpp_service.cli.convert import Bar
+    from sdcpp_service.convert import ConvertProgress
+
+    with Bar(enabled=True) as bar:
+        assert bar.progress is None
+        bar(ConvertProgress("converting", 3, 10, 300, 1000, 0.5))
+        task = bar.progress.tasks[0]
+        assert (task.completed, task.total, task.description) == (300, 1000, "converting")
+    with _progress.Bar(enabled=True) as plain:
+        assert plain.progress is not None
+    with Bar(enabled=False) as off:
+        off(ConvertProgress("converting", 3, 10, 300, 1000, 0.5))
+        assert off.progress is None
