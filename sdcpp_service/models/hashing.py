@@ -38,22 +38,24 @@ class FileHash:
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, hashed straight from a read-only memory map (no copy through a read
-    buffer: ~35 % less CPU than 8 MiB reads for a page-cached 2 GB model), in 64 MiB slices so
-    the GIL is released between them."""
+    """SHA-256 of a file, hashed straight from read-only memory maps of 64 MiB windows: no copy
+    through a read buffer (~35 % less CPU than 8 MiB reads for a page-cached 2 GB model), and
+    each window is unmapped after use, so the file never counts in this process's RSS."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
         try:
-            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except (ValueError, OSError):  # empty file, or a file system without mmap
+            for offset in range(0, size, _SLICE):
+                length = min(_SLICE, size - offset)
+                with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=offset) as m:
+                    digest.update(m)
+        except (ValueError, OSError):  # a file system without mmap: plain reads
+            digest = hashlib.sha256()
+            fh.seek(0)
             buf = bytearray(_CHUNK)
             view = memoryview(buf)
             while n := fh.readinto(buf):
                 digest.update(view[:n])
-            return digest.hexdigest()
-        with mapped, memoryview(mapped) as view:
-            for start in range(0, len(view), _SLICE):
-                digest.update(view[start : start + _SLICE])
     return digest.hexdigest()
 
 
