@@ -20,7 +20,9 @@ overhead without the disk's write-back.
 
     python benchmarks/convert.py                      # the kit's SD1 checkpoint (2 GB), q8_0
     python benchmarks/convert.py --kit sdxs           # a smaller one (883 MB)
-    python benchmarks/convert.py --type q4_0 --runs 5
+    python benchmarks/convert.py --type q4_k --runs 5
+    python benchmarks/convert.py --src ~/.cache/sdcpp-service/kit/taesd-*/taesd.safetensors \
+        --type f16 --runs 25                          # a 5 MB file: our fixed cost alone
     python benchmarks/convert.py --src model.safetensors --type q4_k
 """
 
@@ -88,7 +90,7 @@ def main() -> int:
         help="where outputs go (default: beside the source); /dev/shm takes the disk's write-back "
         "noise out of the comparison",
     )
-    parser.add_argument("--runs", type=int, default=5, help="measured runs per row")
+    parser.add_argument("--runs", type=int, default=9, help="measured runs per row")
     args = parser.parse_args()
     src = args.src
     if src is None:
