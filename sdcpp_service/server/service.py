@@ -1,4 +1,5 @@
-"""The service behind every route: options, job submission shared by all dialects, models.
+"""The service behind every route: options, models, job submission and retention (request
+checks are in :mod:`sdcpp_service.server.prepare`).
 
 Created by the app's lifespan (no module-level state); routes reach it as
 ``request.app.state.service``.
@@ -7,37 +8,20 @@ Created by the app's lifespan (no module-level state); routes reach it as
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from sdcpp_service.config import Settings
-from sdcpp_service.engine import loras as lora_mod
-from sdcpp_service.engine import names
 from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import fields, models
-from sdcpp_service.server.engine import (
-    BUILTIN_UPSCALERS,
-    JOB_KINDS,
-    VIDEO_FORMATS,
-    VIDEO_ONLY,
-    Engine,
-)
+from sdcpp_service.server import prepare as checks
+from sdcpp_service.server.engine import Engine
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
-from sdcpp_service.server.jobs import FINISHED, Job, JobStore, new_id
-from sdcpp_service.server.options import (
-    KIND_ONLY,
-    LOAD_SLOTS,
-    OPTIONAL_SLOTS,
-    OUTPUT_NAME,
-    PREVIEW_MODES,
-    PRUNE_INTERVAL,
-    ServerOptions,
-)
+from sdcpp_service.server.jobs import FINISHED, Job, JobStore
+from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
 from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.worker import JobError, Worker
 
@@ -156,92 +140,7 @@ class Service:
         errors: Mapping[str, str] | None = None,
     ) -> Job:
         """Check a request against the limits and folders (every problem at once) → a Job."""
-        if kind == "upscale":
-            return self.prepare_upscale(values, images, model, errors)
-        problems = dict(errors or {})
-        if kind not in JOB_KINDS:
-            problems["kind"] = f"must be one of {', '.join(JOB_KINDS)}"
-        for other, only in KIND_ONLY.items():
-            for name in only:
-                if other != kind and (name in values or name in images):
-                    problems.setdefault(name, f"only for kind {other}")
-        if kind == "video":
-            self._check_video(values, images, problems)
-        preview = values.get("preview")
-        if preview is not None and preview not in PREVIEW_MODES:
-            problems["preview"] = f"must be one of {', '.join(PREVIEW_MODES)}"
-        for need in JOB_KINDS.get(kind, ()):
-            if need not in images and need not in problems:
-                problems[need] = f"required for {kind}"
-        width, height = int(values.get("width", 512)), int(values.get("height", 512))
-        batch = int(values.get("batch", 1))
-        if width * height * batch > self.options.max_pixels:
-            problems.setdefault(
-                "width",
-                f"{width}x{height} × {batch} images is over the {self.options.max_pixels} "
-                "pixel limit of this server",
-            )
-        if int(values.get("steps", 20)) > self.options.max_steps:
-            problems.setdefault("steps", f"must be at most {self.options.max_steps} here")
-        self._check_names(values, problems)
-        main = ""
-        try:
-            main = str(self.resolve_model(model).path) if model else self.default_model()
-        except InvalidRequest as exc:
-            problems["model"] = exc.reason
-        overrides: dict[str, str | bool] = {}
-        for slot, given in (load or {}).items():
-            if given is False and slot in OPTIONAL_SLOTS:
-                overrides[slot] = False
-                continue
-            try:
-                entry = models.resolve(str(given), self.settings, LOAD_SLOTS[slot], slot)
-                overrides[slot] = str(entry.path)
-            except InvalidRequest as exc:
-                problems[slot] = exc.reason
-        values = dict(values)
-        if values.get("hires_model"):
-            try:
-                found = self.resolve_upscaler(str(values["hires_model"]), "hires_model")
-                values["hires_model"] = str(found.path)
-            except InvalidRequest as exc:
-                problems["hires_model"] = exc.reason
-        if values.get("hires"):
-            scale = float(values.get("hires_scale", 2.0))
-            hw = values.get("hires_width") or int(width * scale)
-            hh = values.get("hires_height") or int(height * scale)
-            if hw * hh * batch > self.options.max_pixels:
-                problems.setdefault("hires_scale", f"{hw}x{hh} × {batch} is over the limit")
-        try:
-            _, tags = lora_mod.split_prompt(str(values.get("prompt", "")))
-            models.check_lora_names([n for n, _ in [*loras, *tags]], self.model_dirs)
-        except InvalidRequest as exc:
-            problems.setdefault(exc.field, exc.reason)
-        fields.check(problems)
-        params = {**values, "loras": [[n, w] for n, w in loras]}
-        return Job(new_id(), kind, main, params, overrides)
-
-    def _check_video(
-        self, values: Mapping[str, Any], images: Mapping[str, Any], problems: dict[str, str]
-    ) -> None:
-        from sdcpp_service.types import VideoRequest
-
-        known = {f.name for f in dataclass_fields(VideoRequest)} | set(VIDEO_ONLY)
-        for name in [*values, *images]:
-            if name not in known:
-                problems.setdefault(name, "not a video parameter")
-        fmt = values.get("format", "mp4")
-        if fmt not in VIDEO_FORMATS:
-            problems["format"] = f"must be one of {', '.join(VIDEO_FORMATS)}"
-        frames = int(values.get("frames", 33))
-        if frames % 4 != 1:
-            near = max(1, round((frames - 1) / 4) * 4 + 1)
-            problems.setdefault("frames", f"must be 4k+1 (1, 5, 9, …, 33, 81); nearest {near}")
-        width, height = int(values.get("width", 512)), int(values.get("height", 512))
-        if width * height * frames > self.options.max_pixels * 8:
-            problems.setdefault(
-                "frames", f"{width}x{height} × {frames} frames is over the limit of this server"
-            )
+        return checks.prepare(self, kind, values, images, loras, model, load, errors)
 
     def prepare_upscale(
         self,
@@ -251,51 +150,8 @@ class Service:
         errors: Mapping[str, str] | None = None,
         field: str = "model",
     ) -> Job:
-        """An ``upscale`` job: ``image`` through an ESRGAN model (by name or path inside the
-        model folders; None: the first one) or a built-in (``lanczos``, ``nearest``, ``none``)."""
-        problems = dict(errors or {})
-        for name in values:
-            if name not in ("scale", "tile"):
-                problems.setdefault(name, "not an upscale parameter")
-        path, method = "", ""
-        if model is not None and model.strip().lower() in BUILTIN_UPSCALERS:
-            method = model.strip().lower()
-        else:
-            try:
-                path = str(self.resolve_upscaler(model, field).path)
-            except InvalidRequest as exc:
-                problems[field] = exc.reason
-        data = images.get("image")
-        if not isinstance(data, bytes):
-            problems.setdefault("image", "required for upscale")
-        else:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-            scale = float(values.get("scale") or (2.0 if method else 4.0))
-            if width * scale * height * scale > self.options.max_pixels:
-                problems.setdefault(
-                    "scale",
-                    f"{width}x{height} × {scale:g} is over the {self.options.max_pixels} "
-                    "pixel limit of this server",
-                )
-        fields.check(problems)
-        params = {"scale": values.get("scale"), "tile": values.get("tile", 128), "upscaler": method}
-        return Job(new_id(), "upscale", path, params)
-
-    def _check_names(self, values: Mapping[str, Any], problems: dict[str, str]) -> None:
-        info = self.worker.info
-        sampler, scheduler = values.get("sampler"), values.get("scheduler")
-        known = {*names.A1111_SAMPLERS.values(), *info.get("samplers", ())}
-        if sampler and names.sampler_from_label(sampler)[0] not in known | {"default"}:
-            problems["sampler"] = f"unknown sampler '{sampler}'"
-        known = {*names.A1111_SCHEDULERS.values(), *info.get("schedulers", ())}
-        if scheduler and names.scheduler_from_label(scheduler) not in known | {"default"}:
-            problems["scheduler"] = f"unknown scheduler '{scheduler}'"
-        upscaler, known = values.get("hires_upscaler"), set(info.get("hires_upscalers", ()))
-        if values.get("hires") and upscaler and known and upscaler not in known:
-            problems["hires_upscaler"] = f"unknown hires upscaler '{upscaler}'"
+        """An ``upscale`` job (see :func:`sdcpp_service.server.prepare.prepare_upscale`)."""
+        return checks.prepare_upscale(self, values, images, model, errors, field)
 
     def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]]) -> Live:
         return self.scheduler.submit(job, images)

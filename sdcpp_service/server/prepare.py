@@ -1,0 +1,176 @@
+"""Request checks shared by every dialect: a request's values, images and model names against
+the server's limits and folders, every problem at once (one 422), then a :class:`Job`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import fields as dataclass_fields
+from typing import TYPE_CHECKING, Any
+
+from sdcpp_service.engine import loras as lora_mod
+from sdcpp_service.engine import names
+from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.server import fields, models
+from sdcpp_service.server.engine import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_FORMATS, VIDEO_ONLY
+from sdcpp_service.server.jobs import Job, new_id
+from sdcpp_service.server.options import KIND_ONLY, LOAD_SLOTS, OPTIONAL_SLOTS, PREVIEW_MODES
+
+if TYPE_CHECKING:
+    from sdcpp_service.server.service import Service
+
+
+def prepare(
+    service: Service,
+    kind: str,
+    values: Mapping[str, Any],
+    images: Mapping[str, bytes | list[bytes]],
+    loras: list[tuple[str, float]],
+    model: str | None = None,
+    load: Mapping[str, str | bool] | None = None,
+    errors: Mapping[str, str] | None = None,
+) -> Job:
+    """Check a request against the limits and folders (every problem at once) → a Job."""
+    if kind == "upscale":
+        return prepare_upscale(service, values, images, model, errors)
+    problems = dict(errors or {})
+    if kind not in JOB_KINDS:
+        problems["kind"] = f"must be one of {', '.join(JOB_KINDS)}"
+    for other, only in KIND_ONLY.items():
+        for name in only:
+            if other != kind and (name in values or name in images):
+                problems.setdefault(name, f"only for kind {other}")
+    if kind == "video":
+        _check_video(service, values, images, problems)
+    preview = values.get("preview")
+    if preview is not None and preview not in PREVIEW_MODES:
+        problems["preview"] = f"must be one of {', '.join(PREVIEW_MODES)}"
+    for need in JOB_KINDS.get(kind, ()):
+        if need not in images and need not in problems:
+            problems[need] = f"required for {kind}"
+    width, height = int(values.get("width", 512)), int(values.get("height", 512))
+    batch = int(values.get("batch", 1))
+    if width * height * batch > service.options.max_pixels:
+        problems.setdefault(
+            "width",
+            f"{width}x{height} × {batch} images is over the {service.options.max_pixels} "
+            "pixel limit of this server",
+        )
+    if int(values.get("steps", 20)) > service.options.max_steps:
+        problems.setdefault("steps", f"must be at most {service.options.max_steps} here")
+    _check_names(service, values, problems)
+    main = ""
+    try:
+        main = str(service.resolve_model(model).path) if model else service.default_model()
+    except InvalidRequest as exc:
+        problems["model"] = exc.reason
+    overrides: dict[str, str | bool] = {}
+    for slot, given in (load or {}).items():
+        if given is False and slot in OPTIONAL_SLOTS:
+            overrides[slot] = False
+            continue
+        try:
+            entry = models.resolve(str(given), service.settings, LOAD_SLOTS[slot], slot)
+            overrides[slot] = str(entry.path)
+        except InvalidRequest as exc:
+            problems[slot] = exc.reason
+    values = dict(values)
+    if values.get("hires_model"):
+        try:
+            found = service.resolve_upscaler(str(values["hires_model"]), "hires_model")
+            values["hires_model"] = str(found.path)
+        except InvalidRequest as exc:
+            problems["hires_model"] = exc.reason
+    if values.get("hires"):
+        scale = float(values.get("hires_scale", 2.0))
+        hw = values.get("hires_width") or int(width * scale)
+        hh = values.get("hires_height") or int(height * scale)
+        if hw * hh * batch > service.options.max_pixels:
+            problems.setdefault("hires_scale", f"{hw}x{hh} × {batch} is over the limit")
+    try:
+        _, tags = lora_mod.split_prompt(str(values.get("prompt", "")))
+        models.check_lora_names([n for n, _ in [*loras, *tags]], service.model_dirs)
+    except InvalidRequest as exc:
+        problems.setdefault(exc.field, exc.reason)
+    fields.check(problems)
+    params = {**values, "loras": [[n, w] for n, w in loras]}
+    return Job(new_id(), kind, main, params, overrides)
+
+
+def _check_video(
+    service: Service, values: Mapping[str, Any], images: Mapping[str, Any], problems: dict[str, str]
+) -> None:
+    from sdcpp_service.types import VideoRequest
+
+    known = {f.name for f in dataclass_fields(VideoRequest)} | set(VIDEO_ONLY)
+    for name in [*values, *images]:
+        if name not in known:
+            problems.setdefault(name, "not a video parameter")
+    fmt = values.get("format", "mp4")
+    if fmt not in VIDEO_FORMATS:
+        problems["format"] = f"must be one of {', '.join(VIDEO_FORMATS)}"
+    frames = int(values.get("frames", 33))
+    if frames % 4 != 1:
+        near = max(1, round((frames - 1) / 4) * 4 + 1)
+        problems.setdefault("frames", f"must be 4k+1 (1, 5, 9, …, 33, 81); nearest {near}")
+    width, height = int(values.get("width", 512)), int(values.get("height", 512))
+    if width * height * frames > service.options.max_pixels * 8:
+        problems.setdefault(
+            "frames", f"{width}x{height} × {frames} frames is over the limit of this server"
+        )
+
+
+def prepare_upscale(
+    service: Service,
+    values: Mapping[str, Any],
+    images: Mapping[str, bytes | list[bytes]],
+    model: str | None,
+    errors: Mapping[str, str] | None = None,
+    field: str = "model",
+) -> Job:
+    """An ``upscale`` job: ``image`` through an ESRGAN model (by name or path inside the
+    model folders; None: the first one) or a built-in (``lanczos``, ``nearest``, ``none``)."""
+    problems = dict(errors or {})
+    for name in values:
+        if name not in ("scale", "tile"):
+            problems.setdefault(name, "not an upscale parameter")
+    path, method = "", ""
+    if model is not None and model.strip().lower() in BUILTIN_UPSCALERS:
+        method = model.strip().lower()
+    else:
+        try:
+            path = str(service.resolve_upscaler(model, field).path)
+        except InvalidRequest as exc:
+            problems[field] = exc.reason
+    data = images.get("image")
+    if not isinstance(data, bytes):
+        problems.setdefault("image", "required for upscale")
+    else:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+        scale = float(values.get("scale") or (2.0 if method else 4.0))
+        if width * scale * height * scale > service.options.max_pixels:
+            problems.setdefault(
+                "scale",
+                f"{width}x{height} × {scale:g} is over the {service.options.max_pixels} "
+                "pixel limit of this server",
+            )
+    fields.check(problems)
+    params = {"scale": values.get("scale"), "tile": values.get("tile", 128), "upscaler": method}
+    return Job(new_id(), "upscale", path, params)
+
+
+def _check_names(service: Service, values: Mapping[str, Any], problems: dict[str, str]) -> None:
+    info = service.worker.info
+    sampler, scheduler = values.get("sampler"), values.get("scheduler")
+    known = {*names.A1111_SAMPLERS.values(), *info.get("samplers", ())}
+    if sampler and names.sampler_from_label(sampler)[0] not in known | {"default"}:
+        problems["sampler"] = f"unknown sampler '{sampler}'"
+    known = {*names.A1111_SCHEDULERS.values(), *info.get("schedulers", ())}
+    if scheduler and names.scheduler_from_label(scheduler) not in known | {"default"}:
+        problems["scheduler"] = f"unknown scheduler '{scheduler}'"
+    upscaler, known = values.get("hires_upscaler"), set(info.get("hires_upscalers", ()))
+    if values.get("hires") and upscaler and known and upscaler not in known:
+        problems["hires_upscaler"] = f"unknown hires upscaler '{upscaler}'"
