@@ -196,15 +196,14 @@ class FakeEngine:
         """The ESRGAN stand-in: a nearest-neighbour ×4 "network", then the requested scale."""
         t0 = time.perf_counter()
         image = job_image(spec)
-        method = str(spec.params.get("upscaler") or "")
-        if method:
-            out = builtin_upscale(image, float(spec.params.get("scale") or 2.0), method)
-        else:
-            scale = float(spec.params.get("scale") or 4.0)
-            out = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
-            out = finish_scale(out, image.size, scale)
+        done = builtin_job(spec, image, t0)
+        if done is not None:
+            return done
+        scale = float(spec.params.get("scale") or 4.0)
+        out = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+        out = finish_scale(out, image.size, scale)
         progress(Progress(1, 1, time.perf_counter() - t0, 0.0, "upscaling"))
-        return upscale_result(spec, image, out, method or spec.model, time.perf_counter() - t0)
+        return upscale_result(spec, image, out, spec.model, time.perf_counter() - t0)
 
 
 def job_image(spec: JobSpec) -> Image.Image:
@@ -212,6 +211,15 @@ def job_image(spec: JobSpec) -> Image.Image:
     from sdcpp_service.engine.images import load_image
 
     return load_image(spec.params["image"], "image", mode="auto")
+
+
+def builtin_job(spec: JobSpec, image: Image.Image, t0: float) -> GenerateResult | None:
+    """The result of an ``upscale`` job naming a built-in resizer (``lanczos``…), else None."""
+    method = str(spec.params.get("upscaler") or "")
+    if not method:
+        return None
+    out = builtin_upscale(image, float(spec.params.get("scale") or 2.0), method)
+    return upscale_result(spec, image, out, method, time.perf_counter() - t0)
 
 
 def target_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -322,10 +330,9 @@ class PipelineEngine:
 
         t0 = time.perf_counter()
         image = job_image(spec)
-        method = str(spec.params.get("upscaler") or "")
-        if method:
-            out = builtin_upscale(image, float(spec.params.get("scale") or 2.0), method)
-            return upscale_result(spec, image, out, method, time.perf_counter() - t0)
+        done = builtin_job(spec, image, t0)
+        if done is not None:
+            return done
         key = (spec.model, int(spec.params.get("tile") or 128))
         if self.upscaler is None or self.upscaler_key != key:
             if self.upscaler is not None:
