@@ -17,7 +17,6 @@ from typing import Any
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import fields, models
-from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.engine import Engine
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job, JobStore
@@ -128,30 +127,6 @@ class Service:
         return Path(path).stem
 
     # -- jobs ---------------------------------------------------------------------------------
-
-    def prepare(
-        self,
-        kind: str,
-        values: Mapping[str, Any],
-        images: Mapping[str, bytes | list[bytes]],
-        loras: list[tuple[str, float]],
-        model: str | None = None,
-        load: Mapping[str, str | bool] | None = None,
-        errors: Mapping[str, str] | None = None,
-    ) -> Job:
-        """Check a request against the limits and folders (every problem at once) → a Job."""
-        return checks.prepare(self, kind, values, images, loras, model, load, errors)
-
-    def prepare_upscale(
-        self,
-        values: Mapping[str, Any],
-        images: Mapping[str, bytes | list[bytes]],
-        model: str | None,
-        errors: Mapping[str, str] | None = None,
-        field: str = "model",
-    ) -> Job:
-        """An ``upscale`` job (see :func:`sdcpp_service.server.prepare.prepare_upscale`)."""
-        return checks.prepare_upscale(self, values, images, model, errors, field)
 
     def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]]) -> Live:
         return self.scheduler.submit(job, images)

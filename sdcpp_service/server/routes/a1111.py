@@ -18,6 +18,7 @@ from starlette.routing import Route
 from sdcpp_service._version import __version__
 from sdcpp_service.engine import names
 from sdcpp_service.server import fields
+from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.routes.common import json_body, service
@@ -130,7 +131,7 @@ async def _generate(request: Request, img2img: bool) -> Response:
     kind = "inpaint" if "mask" in images else ("img2img" if img2img else "txt2img")
     _previews(svc, values)
     try:
-        job = svc.prepare(kind, values, images, [], model, None, errors)
+        job = checks.prepare(svc, kind, values, images, [], model, None, errors)
     except ValidationFailed as exc:
         raise _a1111_errors(exc) from None
     done = await svc.run(job, images)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server import fields
+from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.routes.common import json_body, service
 from sdcpp_service.server.service import Service
@@ -97,7 +98,9 @@ async def _upscale(svc: Service, name: str | None, plan: dict[str, Any], data: b
         return await asyncio.to_thread(_unchanged, data)
     scale, crop = await asyncio.to_thread(_scale_for, data, plan)
     try:
-        job = svc.prepare_upscale({"scale": scale}, {"image": data}, name, field="upscaler_1")
+        job = checks.prepare_upscale(
+            svc, {"scale": scale}, {"image": data}, name, field="upscaler_1"
+        )
     except ValidationFailed as exc:
         names = {"scale": "upscaling_resize"}
         raise ValidationFailed({names.get(k, k): v for k, v in exc.errors.items()}) from None

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from sdcpp_service._version import __version__
 from sdcpp_service.server import fields, models, sse
+from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import STATES, Job
 from sdcpp_service.server.options import LOAD_SLOTS, OPTIONAL_SLOTS
@@ -103,7 +104,7 @@ async def create_job(request: Request) -> Response:
         errors["model"] = "must be a model name"
         model = None
     kind = body.get("kind", "txt2img")
-    job = svc.prepare(str(kind), values, images, loras, model, load, errors)
+    job = checks.prepare(svc, str(kind), values, images, loras, model, load, errors)
     live = svc.submit(job, images)
     view = job_view(svc, live.job)
     return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
@@ -206,7 +207,9 @@ async def load_model(request: Request) -> Response:
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise ValidationFailed({"model": "a model name is required"})
-    job = svc.prepare("txt2img", {}, {}, [], name, {k: body[k] for k in LOAD_SLOTS if k in body})
+    job = checks.prepare(
+        svc, "txt2img", {}, {}, [], name, {k: body[k] for k in LOAD_SLOTS if k in body}
+    )
     reply = await svc.scheduler.control("load", job.model, job.load)
     return JSONResponse({"loaded": svc.model_name(job.model), **reply})
 

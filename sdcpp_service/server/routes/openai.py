@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server import fields, models
+from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.routes.common import encode, json_body, service
@@ -130,7 +131,7 @@ async def generations(request: Request) -> Response:
     errors: dict[str, str] = {}
     values, out = _common(body, errors)
     model = _model(svc, body.get("model"), errors)
-    job = svc.prepare("txt2img", values, {}, [], model, None, errors)
+    job = checks.prepare(svc, "txt2img", values, {}, [], model, None, errors)
     return await _finish(request, svc, job, {}, out)
 
 
@@ -199,7 +200,7 @@ async def edits(request: Request) -> Response:
     if "width" not in values and files["image"] and not problems:
         values["width"], values["height"] = await asyncio.to_thread(_auto_size, files["image"][0])
     model = _model(svc, body.get("model"), errors)
-    job = svc.prepare(kind, values, images, [], model, None, errors)
+    job = checks.prepare(svc, kind, values, images, [], model, None, errors)
     return await _finish(request, svc, job, images, out)
 
 
