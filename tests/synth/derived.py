@@ -1,4 +1,5 @@
-"""Layouts derived in code rather than read off the engine: a kohya LoRA and an ESRGAN.
+"""Layouts derived in code rather than read off the engine: a kohya LoRA, an ESRGAN, and a
+Wan VACE DiT (the T2V layout plus VACE tensors).
 
 ESRGAN names follow the engine's "original format" (``src/esrgan.hpp``): ``conv_first``,
 ``body.<i>.rdb<j>.conv<k>``, ``conv_body``, ``conv_up1``, ``conv_up2``, ``conv_hr``,
@@ -87,7 +88,33 @@ def lora_sd1() -> list[Planned]:
     return out
 
 
+def wan21_vace() -> list[Planned]:
+    """Wan2.1 VACE 1.3B: the T2V DiT plus ONE VACE block and the 96-channel control patch
+    embedding (``src/wan.hpp``). The engine counts ``vace_blocks.*`` and hooks block ``n`` after
+    every ``num_layers / count``-th layer, so one block (a full attention block, plus
+    ``before_proj`` and ``after_proj``) serves layer 0; random projections make the control
+    video reach the output."""
+    from .models import FileSpec
+    from .plan import normal, plan_file
+    from .pool import DEFAULT_STD
+
+    base = plan_file(
+        FileSpec("diffusion_model", "", "wan21_t2v_1_3b", source="wan21_t2v_1.3b.safetensors")
+    )
+    dim = 1536
+    extra = [
+        Planned("vace_" + p.name, p.shape, p.fill) for p in base if p.name.startswith("blocks.0.")
+    ]
+    for proj in ("before_proj", "after_proj"):
+        extra.append(Planned(f"vace_blocks.0.{proj}.weight", (dim, dim), normal(DEFAULT_STD)))
+        extra.append(Planned(f"vace_blocks.0.{proj}.bias", (dim,), ZEROS))
+    extra.append(Planned("vace_patch_embedding.weight", (dim, 96, 1, 2, 2), normal(DEFAULT_STD)))
+    extra.append(Planned("vace_patch_embedding.bias", (dim,), ZEROS))
+    return base + extra
+
+
 DERIVED: dict[str, Callable[[], list[Planned]]] = {
     "esrgan_x4": esrgan_x4,
     "lora_sd1": lora_sd1,
+    "wan21_vace": wan21_vace,
 }

@@ -197,6 +197,22 @@ MODELS: dict[str, ModelSpec] = {
             version="Wan 2.x",
             default=False,
         ),
+        ModelSpec(
+            "wan21_vace",
+            "Wan2.1 VACE 1.3B DiT: the T2V DiT + one VACE block (q4_0 GGUF) + Wan2.1 VAE; "
+            "~1.1 GB, so not in the default kit",
+            (
+                FileSpec(
+                    "diffusion_model",
+                    "wan21_vace_1.3b_q4_0.gguf",
+                    "derived:wan21_vace",
+                    quant="Q4_0",
+                ),
+                FileSpec("vae", "wan21_vae.safetensors", "wan21_t2v_1_3b"),
+            ),
+            version="Wan 2.x",
+            default=False,
+        ),
     )
 }
 
