@@ -44,8 +44,11 @@ BUILTIN_UPSCALERS = {"lanczos": "LANCZOS", "nearest": "NEAREST"}
 #: Video container → file suffix (``frames`` folders are not offered by the server).
 VIDEO_FORMATS = ("mp4", "webm", "gif", "webp")
 
-#: Request fields that carry encoded images (``ref_images`` is a list of them).
-IMAGE_FIELDS = ("init_image", "mask", "control_image", "image", "end_image", "ref_images")
+#: Request fields that carry encoded images (those in ``IMAGE_LISTS`` carry a list of them).
+IMAGE_FIELDS = (
+    "init_image", "mask", "control_image", "image", "end_image", "ref_images", "control_frames",
+)  # fmt: skip
+IMAGE_LISTS = ("ref_images", "control_frames")
 
 
 @dataclass

@@ -71,10 +71,11 @@ KIND_FIELDS: dict[str, Field] = {
     "frames": Field(int, 1, 1001),
     "fps": Field(float, 1, 240),
     "format": Field(str),
+    "vace_strength": Field(float, 0, 10),
 }
 
-#: Single-image fields (``ref_images``, a list, is decoded on its own).
-IMAGE_FIELDS = tuple(f for f in engine.IMAGE_FIELDS if f != "ref_images")
+#: Single-image fields (the lists, ``ref_images`` and ``control_frames``, are decoded apart).
+IMAGE_FIELDS = tuple(f for f in engine.IMAGE_FIELDS if f not in engine.IMAGE_LISTS)
 
 
 def coerce(name: str, value: Any, spec: Field) -> Any:
@@ -148,7 +149,7 @@ def decode_image(value: Any, field: str, max_pixels: int) -> bytes:
 def decode_images(
     raw: Mapping[str, Any], max_pixels: int
 ) -> tuple[dict[str, bytes | list[bytes]], dict[str, str]]:
-    """Decode the image fields present in ``raw`` (``ref_images`` is a list); (images, errors)."""
+    """Decode the image fields present in ``raw`` (the ``IMAGE_LISTS`` are lists); (images, errors)."""
     images: dict[str, bytes | list[bytes]] = {}
     errors: dict[str, str] = {}
     for name in IMAGE_FIELDS:
@@ -159,18 +160,20 @@ def decode_images(
             images[name] = decode_image(value, name, max_pixels)
         except InvalidRequest as exc:
             errors[name] = exc.reason
-    refs = raw.get("ref_images")
-    if refs:
-        if not isinstance(refs, list):
-            errors["ref_images"] = "must be a list of images"
-        else:
-            out: list[bytes] = []
-            for i, item in enumerate(refs):
-                try:
-                    out.append(decode_image(item, f"ref_images.{i}", max_pixels))
-                except InvalidRequest as exc:
-                    errors[exc.field] = exc.reason
-            images["ref_images"] = out
+    for name in engine.IMAGE_LISTS:
+        items = raw.get(name)
+        if not items:
+            continue
+        if not isinstance(items, list):
+            errors[name] = "must be a list of images"
+            continue
+        out: list[bytes] = []
+        for i, item in enumerate(items):
+            try:
+                out.append(decode_image(item, f"{name}.{i}", max_pixels))
+            except InvalidRequest as exc:
+                errors[exc.field] = exc.reason
+        images[name] = out
     return images, errors
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdcpp_service.server.engine import IMAGE_LISTS
+
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 #: A job interrupted by a server crash this many times is failed instead of re-run.
@@ -268,7 +270,7 @@ class JobStore:
         return [_row(r) for r in rows], int(total)
 
     def inputs(self, job_id: str) -> dict[str, Any]:
-        """The job's input images: ``field → bytes`` (``ref_images`` → list of bytes)."""
+        """The job's input images: ``field → bytes`` (the ``IMAGE_LISTS`` → list of bytes)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT field, idx, data FROM inputs WHERE job_id=? ORDER BY field, idx",
@@ -277,8 +279,8 @@ class JobStore:
         out: dict[str, Any] = {}
         for row in rows:
             data = bytes(row["data"])
-            if row["field"] == "ref_images":
-                out.setdefault("ref_images", []).append(data)
+            if row["field"] in IMAGE_LISTS:
+                out.setdefault(row["field"], []).append(data)
             else:
                 out[row["field"]] = data
         return out

@@ -69,6 +69,11 @@ def job_request_schema() -> dict[str, Any]:
             },
         },
         "ref_images": {"type": "array", "items": {"type": "string", "format": "byte"}},
+        "control_frames": {
+            "type": "array",
+            "items": {"type": "string", "format": "byte"},
+            "description": "video: control video frames for a Wan VACE model",
+        },
     }
     for name, spec in {**GENERATION, **KIND_FIELDS}.items():
         prop: dict[str, Any] = {"type": _TYPES[spec.kind]}

@@ -23,7 +23,7 @@ OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.(png|jpg|jpeg|webp|mp4|webm|gif
 OPTIONAL_SLOTS = ("clip_l", "clip_g", "t5xxl", "llm")
 #: Fields only some kinds take (every other field is a generation field).
 KIND_ONLY: dict[str, tuple[str, ...]] = {
-    "video": ("frames", "fps", "format", "end_image"),
+    "video": ("frames", "fps", "format", "end_image", "control_frames", "vace_strength"),
     "upscale": ("scale", "tile", "image"),
 }
 PREVIEW_MODES = ("none", "proj", "tae", "vae")

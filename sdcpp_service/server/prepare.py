@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
-from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.errors import InvalidRequest, SdcppError
 from sdcpp_service.server import fields, models
 from sdcpp_service.server.engine import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_FORMATS, VIDEO_ONLY
 from sdcpp_service.server.jobs import Job, new_id
@@ -64,6 +65,8 @@ def prepare(
         main = str(service.resolve_model(model).path) if model else service.default_model()
     except InvalidRequest as exc:
         problems["model"] = exc.reason
+    if kind == "video" and main and images.get("control_frames"):
+        _check_vace(main, problems)
     overrides: dict[str, str | bool] = {}
     for slot, given in (load or {}).items():
         if given is False and slot in OPTIONAL_SLOTS:
@@ -97,6 +100,20 @@ def prepare(
     return Job(new_id(), kind, main, params, overrides)
 
 
+def _check_vace(model: str, problems: dict[str, str]) -> None:
+    """Control frames steer only a Wan VACE model (read off the header, not the name)."""
+    from sdcpp_service.models import inspect
+
+    try:
+        variant = inspect(model).variant or ""
+    except SdcppError:
+        return  # the model's own problem is reported when it loads
+    if not variant.startswith("vace"):
+        problems.setdefault(
+            "control_frames", f"{Path(model).name} takes no control video (a Wan VACE model does)"
+        )
+
+
 def _check_video(
     service: Service, values: Mapping[str, Any], images: Mapping[str, Any], problems: dict[str, str]
 ) -> None:
@@ -113,6 +130,12 @@ def _check_video(
     if frames % 4 != 1:
         near = max(1, round((frames - 1) / 4) * 4 + 1)
         problems.setdefault("frames", f"must be 4k+1 (1, 5, 9, …, 33, 81); nearest {near}")
+    control = images.get("control_frames")
+    if isinstance(control, list) and len(control) > frames:
+        problems.setdefault(
+            "control_frames",
+            f"{len(control)} control frames for {frames} frames; give at most {frames}",
+        )
     width, height = int(values.get("width", 512)), int(values.get("height", 512))
     if width * height * frames > service.options.max_pixels * 8:
         problems.setdefault(

@@ -95,9 +95,12 @@ def test_video_job(kit: Kit, tmp_path: Path) -> None:
     import av
 
     wan = kit.files("wan21")
+    vace = kit.files("wan21_vace")["diffusion_model"]
     models = tmp_path / "models"
-    for sub, path in (("diffusion_models", wan["diffusion_model"]), ("vae", wan["vae"])):
-        (models / sub).mkdir(parents=True)
+    for sub, path in (
+        ("diffusion_models", wan["diffusion_model"]), ("vae", wan["vae"]), ("diffusion_models", vace)
+    ):  # fmt: skip
+        (models / sub).mkdir(parents=True, exist_ok=True)
         (models / sub / path.name).symlink_to(path)
     settings = Settings(data_dir=tmp_path / "data", model_dirs=(models,), threads=2)
     with TestClient(create_app(settings)) as client:
@@ -128,3 +131,25 @@ def test_video_job(kit: Kit, tmp_path: Path) -> None:
         with av.open(io.BytesIO(got.content)) as container:
             frames = list(container.decode(video=0))
         assert len(frames) == 5 and (frames[0].width, frames[0].height) == (16, 16)
+
+        # control frames: only a VACE model takes them, at most `frames` of them
+        red = b64(Image.new("RGB", (16, 16), (255, 0, 0)))
+        r = client.post("/api/v1/jobs", json={**body, "control_frames": [red] * 5})
+        assert r.status_code == 422 and "VACE" in r.json()["error"]["fields"]["control_frames"]
+        vace_body = {**body, "model": vace.stem, "vae": wan["vae"].stem, "format": "webp"}
+        r = client.post("/api/v1/jobs", json={**vace_body, "control_frames": [red] * 6})
+        assert r.status_code == 422 and "at most 5" in r.json()["error"]["fields"]["control_frames"]
+        r = client.post("/api/v1/jobs", json={**vace_body, "control_frames": [red, "not-an-image"]})
+        assert r.status_code == 422 and "control_frames.1" in r.json()["error"]["fields"]
+        r = client.post(
+            "/api/v1/jobs", json={**vace_body, "kind": "txt2img", "control_frames": [red]}
+        )
+        assert r.status_code == 422 and "control_frames" in r.json()["error"]["fields"]
+        r = client.post(
+            "/api/v1/jobs", json={**vace_body, "control_frames": [red] * 5, "vace_strength": 0.8}
+        )
+        assert r.status_code == 202, r.text
+        job = wait_done(client, r.json()["id"], timeout=120)
+        assert job["status"] == "completed", job
+        text = job["outputs"][0]["infotext"]
+        assert "Control frames: 5" in text and "Model: wan21_vace_1.3b_q4_0" in text
