@@ -30,6 +30,7 @@ from sdcpp_service.convert.plan import Plan
 
 if TYPE_CHECKING:
     from sdcpp_service.convert.source import Source
+    from sdcpp_service.models.hashing import FileDigest
 
 FORMAT = "sdcpp-convert/1"
 log = logging.getLogger("sdcpp_service.convert")
@@ -99,34 +100,68 @@ class Hasher:
     """SHA-256 of the source (and baked VAE) in a thread, overlapping the engine's start-up and
     the conversion. On Linux the thread runs at idle priority, so it takes only the CPU the
     engine leaves free: on 2 cores a first conversion of a 2 GB file went from +1.3 s to +0.5 s
-    over a cached hash (benchmarks/convert.py).
+    over a cached hash (benchmarks/convert.py). ``result()`` takes over whatever is left at the
+    caller's priority (after the window in progress), so a busy machine cannot starve it.
 
-    Uses :func:`sdcpp_service.models.hash_file`, so a file hashed before (same size and mtime)
-    costs nothing. Diffusers folders get no single hash.
+    Shares :func:`sdcpp_service.models.hash_file`'s cache: a file hashed before (same size and
+    mtime) costs nothing. Diffusers folders get no single hash.
     """
+
+    #: Bytes hashed between two looks at whether ``result()`` took over.
+    WINDOW = 16 * 1024 * 1024
 
     def __init__(self, source: Source, settings: Settings) -> None:
         self.files = [p for p in (source.path, source.vae) if p is not None and p.is_file()]
         self.settings = settings
         self.hashes: dict[str, str] = {}
         self.error: BaseException | None = None
+        self._todo = list(self.files)
+        self._current: tuple[Path, os.stat_result, FileDigest] | None = None
+        self._lock = threading.Lock()
+        self._taken = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        from sdcpp_service.models import hash_file
+    def _advance(self, background: bool) -> None:
+        """Hash window by window until done, or (``background``) until ``result()`` takes over.
+        Each window is hashed holding the lock, so exactly one thread carries the work on."""
+        from sdcpp_service.models.hashing import FileDigest, cached_sha256, remember_sha256
 
+        while True:
+            with self._lock:
+                if (background and self._taken) or self.error is not None or not self._todo:
+                    return
+                try:
+                    if self._current is None:
+                        path = self._todo[0].resolve()
+                        st = os.stat(path)
+                        hit = cached_sha256(path, self.settings, st)
+                        if hit is not None:
+                            self.hashes[str(self._todo.pop(0))] = hit
+                            continue
+                        self._current = (path, st, FileDigest(path))
+                    path, st, digest = self._current
+                    if digest.step(self.WINDOW):
+                        value = digest.hexdigest()
+                        remember_sha256(path, self.settings, st, value)
+                        self.hashes[str(self._todo.pop(0))] = value
+                        self._current = None
+                except BaseException as exc:  # reported by result()
+                    self.error = exc
+                    if self._current is not None:
+                        self._current[2].close()
+                    return
+
+    def _run(self) -> None:
         _idle_priority()
-        try:
-            for p in self.files:
-                self.hashes[str(p)] = hash_file(p, self.settings).sha256
-        except BaseException as exc:  # reported by result()
-            self.error = exc
+        self._advance(background=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def result(self) -> dict[str, str]:
-        self._thread.join()
+        with self._lock:
+            self._taken = True
+        self._advance(background=False)
         if self.error is not None:
             log.warning("could not hash the source: %s", self.error)
         return self.hashes

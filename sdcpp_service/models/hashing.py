@@ -37,26 +37,69 @@ class FileHash:
         return {**asdict(self), "short": self.short}
 
 
+class FileDigest:
+    """SHA-256 of one file, advanced one window at a time (``step``), so the work can stop and
+    be carried on by another thread. Windows are read-only memory maps, unmapped after use: no
+    copy through a read buffer (~35 % less CPU than 8 MiB reads for a page-cached 2 GB model),
+    and the file never counts in this process's RSS; file systems without mmap get reads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed when the last window is done
+        self.size = os.fstat(self._fh.fileno()).st_size
+        self.offset = 0
+        self._digest = hashlib.sha256()
+        self._mmap = True
+
+    def step(self, window: int = _SLICE) -> bool:
+        """Hash the next ``window`` bytes; True once the whole file is hashed (and closed)."""
+        length = min(window, self.size - self.offset)
+        if length > 0 and self._mmap:
+            try:
+                fd = self._fh.fileno()
+                with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=self.offset) as m:
+                    self._digest.update(m)
+            except (ValueError, OSError):  # no mmap here: the same window through reads
+                self._mmap = False
+        if length > 0 and not self._mmap:
+            self._fh.seek(self.offset)
+            data = self._fh.read(length)
+            if len(data) != length:
+                self.close()
+                raise OSError(f"{self._fh.name}: file changed while hashing")
+            self._digest.update(data)
+        self.offset += max(length, 0)
+        if self.offset >= self.size:
+            self.close()
+            return True
+        return False
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, hashed straight from read-only memory maps of 64 MiB windows: no copy
-    through a read buffer (~35 % less CPU than 8 MiB reads for a page-cached 2 GB model), and
-    each window is unmapped after use, so the file never counts in this process's RSS."""
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        try:
-            for offset in range(0, size, _SLICE):
-                length = min(_SLICE, size - offset)
-                with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=offset) as m:
-                    digest.update(m)
-        except (ValueError, OSError):  # a file system without mmap: plain reads
-            digest = hashlib.sha256()
-            fh.seek(0)
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while n := fh.readinto(buf):
-                digest.update(view[:n])
+    """SHA-256 of a file (see :class:`FileDigest`)."""
+    digest = FileDigest(path)
+    while not digest.step():
+        pass
     return digest.hexdigest()
+
+
+def cached_sha256(path: Path, settings: Settings, st: os.stat_result) -> str | None:
+    """The cached SHA-256 of ``path`` if its size and mtime (``st``) are those it was hashed
+    with."""
+    with FileCache(settings.data_dir) as db:
+        hit = db.get("sha256", str(path), st.st_size, st.st_mtime_ns)
+    return str(hit) if hit is not None else None
+
+
+def remember_sha256(path: Path, settings: Settings, st: os.stat_result, value: str) -> None:
+    """Cache ``value`` for ``path`` as it was (``st``) when its hashing started."""
+    with FileCache(settings.data_dir) as db:
+        db.put("sha256", str(path), st.st_size, st.st_mtime_ns, value)
 
 
 def hash_file(
@@ -70,10 +113,9 @@ def hash_file(
     if not cache:
         return FileHash(str(p), sha256_file(p), st.st_size)
     settings = settings or Settings.from_env()
-    with FileCache(settings.data_dir) as db:
-        hit = db.get("sha256", str(p), st.st_size, st.st_mtime_ns)
-        if hit is not None:
-            return FileHash(str(p), hit, st.st_size, cached=True)
-        value = sha256_file(p)
-        db.put("sha256", str(p), st.st_size, st.st_mtime_ns, value)
+    hit = cached_sha256(p, settings, st)
+    if hit is not None:
+        return FileHash(str(p), hit, st.st_size, cached=True)
+    value = sha256_file(p)
+    remember_sha256(p, settings, st, value)
     return FileHash(str(p), value, st.st_size)
