@@ -37,12 +37,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+def load_wan(files: dict[str, Path], data_dir: Path) -> Pipeline:
+    """A kit Wan model with its VAE and no text encoder, 2 threads."""
+    settings = Settings(data_dir=data_dir, model_dirs=(), threads=2)
+    return Pipeline.load(files["diffusion_model"], settings=settings, vae=files["vae"], t5xxl=False)
+
+
 @pytest.fixture(scope="module")
 def pipe(wan: dict[str, Path], data_dir: Path) -> Iterator[Pipeline]:
-    settings = Settings(data_dir=data_dir, model_dirs=(), threads=2)
-    with Pipeline.load(
-        wan["diffusion_model"], settings=settings, vae=wan["vae"], t5xxl=False
-    ) as pipeline:
+    with load_wan(wan, data_dir) as pipeline:
         yield pipeline
 
 
@@ -56,6 +59,23 @@ def result(pipe: Pipeline, progress_seen: list[tuple[int, int]]) -> VideoResult:
     return pipe.generate_video(
         "a fox running", seed=3, progress=lambda p: progress_seen.append((p.step, p.total)), **TINY
     )
+
+
+@pytest.fixture
+def cli_home(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI runs in ``tmp_path`` with the module's data dir and no model folders."""
+    monkeypatch.setenv("SDCPP_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("SDCPP_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def read_frames(paths: list[str]) -> list[np.ndarray]:
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            out.append(np.asarray(im, dtype=np.int16))
+    return out
 
 
 def arrays(frames: list[Image.Image]) -> list[np.ndarray]:
@@ -144,13 +164,9 @@ def test_unknown_sampler(pipe: Pipeline) -> None:
 def test_cli_writes_frames_equal_to_the_library_and_refuses_overwrites(
     wan: dict[str, Path],
     result: VideoResult,
-    data_dir: Path,
+    cli_home: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SDCPP_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("SDCPP_MODELS", raising=False)
-    monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     model = str(wan["diffusion_model"])
     base = ["video", "a fox running", "-m", model, "--vae", str(wan["vae"]), "--no-text-encoder"]
@@ -160,10 +176,7 @@ def test_cli_writes_frames_equal_to_the_library_and_refuses_overwrites(
     record = json.loads(ok.output.strip().splitlines()[-1])
     assert (record["frames"], record["width"], record["height"]) == (5, 16, 16)
     assert record["seed"] == 3 and len(record["files"]) == 5
-    written = []
-    for path in record["files"]:
-        with Image.open(path) as im:
-            written.append(np.asarray(im, dtype=np.int16))
+    written = read_frames(record["files"])
     # same seed, same settings: the CLI's frames are the library's, pixel for pixel
     assert all(np.array_equal(a, b) for a, b in zip(written, arrays(result.frames), strict=True))
     with Image.open(record["files"][0]) as first:
@@ -223,10 +236,7 @@ def vace_files(kit: Kit) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def vace(vace_files: dict[str, Path], data_dir: Path) -> Iterator[Pipeline]:
-    settings = Settings(data_dir=data_dir, model_dirs=(), threads=2)
-    with Pipeline.load(
-        vace_files["diffusion_model"], settings=settings, vae=vace_files["vae"], t5xxl=False
-    ) as pipeline:
+    with load_wan(vace_files, data_dir) as pipeline:
         yield pipeline
 
 
@@ -263,13 +273,9 @@ def test_vace_control_frames_steer_the_video(vace: Pipeline, vace_red: VideoResu
 def test_cli_control_frames_folder_matches_the_library(
     vace_files: dict[str, Path],
     vace_red: VideoResult,
-    data_dir: Path,
+    cli_home: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SDCPP_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("SDCPP_MODELS", raising=False)
-    monkeypatch.chdir(tmp_path)
     control = tmp_path / "control"
     control.mkdir()
     for i, frame in enumerate(solid(SOLID_RED)):
@@ -280,10 +286,7 @@ def test_cli_control_frames_folder_matches_the_library(
     ok = CliRunner().invoke(app, [*args, "--control-frames", str(control)])
     assert ok.exit_code == 0, ok.output
     record = json.loads(ok.output.strip().splitlines()[-1])
-    written = []
-    for path in record["files"]:
-        with Image.open(path) as im:
-            written.append(np.asarray(im, dtype=np.int16))
+    written = read_frames(record["files"])
     assert all(np.array_equal(a, b) for a, b in zip(written, arrays(vace_red.frames), strict=True))
     empty = tmp_path / "empty"
     empty.mkdir()
