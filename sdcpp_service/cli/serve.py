@@ -46,6 +46,14 @@ def serve(
             help="Hours a finished job and its files are kept (0: until deleted).",
         ),
     ] = 168.0,
+    keep_outputs_gb: Annotated[
+        float,
+        Opt(
+            "--keep-outputs-gb",
+            min=0,
+            help="Disk cap for output files: past it the oldest finished jobs go (0: no cap).",
+        ),
+    ] = 0.0,
     preload: Annotated[
         str | None, Opt("--preload", help="Model to load at start (and the default model).")
     ] = None,
@@ -89,6 +97,7 @@ def serve(
         max_queue=max_queue,
         preload=preload or "",
         keep_jobs_hours=keep_jobs,
+        keep_outputs_gb=keep_outputs_gb,
     )
     if preload:  # fail now, not in the background, when the name is wrong
         from sdcpp_service.server import models as catalog

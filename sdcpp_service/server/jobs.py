@@ -248,6 +248,14 @@ class JobStore:
             )
         return [_row(r) for r in rows]
 
+    def finished_oldest_first(self) -> list[Job]:
+        """Finished jobs, the first finished first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE state IN {FINISHED} ORDER BY finished ASC, seq ASC"
+            ).fetchall()
+        return [_row(r) for r in rows]
+
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:

@@ -52,3 +52,6 @@ class ServerOptions:
     #: finished jobs and their output files are removed this long after they finished
     #: (checked at start and hourly); 0 keeps them until ``DELETE /api/v1/jobs/{id}``
     keep_jobs_hours: float = 168.0
+    #: output files may use at most this many GB: past it, the oldest finished jobs (and their
+    #: files) are removed, checked as each job finishes; 0: no cap
+    keep_outputs_gb: float = 0.0

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,10 @@ class Scheduler:
         max_queue: int = 100,
         window: int = 4,
         max_skips: int = 3,
+        on_finish: Callable[[Job], None] | None = None,
     ) -> None:
+        #: called with each job once it is stored as finished (retention, …)
+        self.on_finish = on_finish
         self.store = store
         self.worker = worker
         self.max_queue = max_queue
@@ -313,6 +316,11 @@ class Scheduler:
         self._emit(live, terminal_event(live.job))
         self.live.pop(live.job.id, None)
         live.done.set()
+        if self.on_finish is not None:
+            try:
+                self.on_finish(live.job)
+            except Exception as exc:  # housekeeping must never fail a job or the loop
+                log.error("after job %s: %s", live.job.id, exc)
 
     async def control(self, op: str, *args: Any) -> dict[str, Any]:
         """A model load/unload on the worker, between jobs."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,9 @@ class Service:
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(settings.data_dir / "jobs.sqlite")
         self.worker = Worker(engine, self.outputs, options.worker_start_timeout)
-        self.scheduler = Scheduler(self.store, self.worker, max_queue=options.max_queue)
+        self.scheduler = Scheduler(
+            self.store, self.worker, max_queue=options.max_queue, on_finish=self._after_job
+        )
         self.hashes = models.HashCache(settings)
         self.started = time.time()
         #: A1111 options set by clients (echoed back by GET /sdapi/v1/options)
@@ -48,7 +51,7 @@ class Service:
         await self.scheduler.start()
         loop = asyncio.get_running_loop()
         self._warming = loop.create_task(self._warm())
-        if self.options.keep_jobs_hours > 0:
+        if self.options.keep_jobs_hours > 0 or self.options.keep_outputs_gb > 0:
             self._pruning = loop.create_task(self._prune_hourly())
 
     async def _warm(self) -> None:
@@ -153,17 +156,39 @@ class Service:
         return path
 
     def prune(self, now: float | None = None) -> list[str]:
-        """Remove the jobs (and output files) older than the retention; returns their ids."""
+        """Remove the jobs (and output files) older than the retention, then the oldest finished
+        ones while the outputs are over the disk cap; returns their ids."""
         hours = self.options.keep_jobs_hours
-        if hours <= 0:
+        old: list[Job] = []
+        if hours > 0:
+            old = self.store.prune((time.time() if now is None else now) - hours * 3600)
+            for job in old:
+                self._remove_outputs(job)
+            if old:
+                log.info("removed %d finished job(s) older than %g h", len(old), hours)
+        return [j.id for j in old] + self.cap_outputs()
+
+    def cap_outputs(self, keep: str = "") -> list[str]:
+        """Remove the oldest finished jobs (and files) until the outputs fit ``keep_outputs_gb``;
+        job ``keep`` (the one just finished: its client is about to read it) always stays."""
+        cap = self.options.keep_outputs_gb
+        if cap <= 0:
             return []
-        cutoff = (time.time() if now is None else now) - hours * 3600
-        old = self.store.prune(cutoff)
-        for job in old:
-            self._remove_outputs(job)
-        if old:
-            log.info("removed %d finished job(s) older than %g h", len(old), hours)
-        return [j.id for j in old]
+        limit = int(cap * 1e9)
+        total = sum(e.stat().st_size for e in os.scandir(self.outputs) if e.is_file())
+        removed: list[str] = []
+        for job in self.store.finished_oldest_first() if total > limit else ():
+            if total <= limit:
+                break
+            if job.id != keep and self.store.delete(job.id) is not None:
+                total -= self._remove_outputs(job)
+                removed.append(job.id)
+        if removed:
+            log.info("removed %d oldest job(s): outputs over %g GB", len(removed), cap)
+        return removed
+
+    def _after_job(self, job: Job) -> None:
+        self.cap_outputs(keep=job.id)
 
     def delete_job(self, job_id: str) -> Job:
         """Remove a finished job and its output files; a queued or running one is refused."""
@@ -176,10 +201,18 @@ class Service:
         self._remove_outputs(deleted)
         return deleted
 
-    def _remove_outputs(self, job: Job) -> None:
+    def _remove_outputs(self, job: Job) -> int:
+        """Delete the job's output files; returns the bytes freed."""
+        freed = 0
         for name in (job.result or {}).get("outputs", []):
             if isinstance(name, str) and OUTPUT_NAME.match(name):
-                (self.outputs / name).unlink(missing_ok=True)
+                path = self.outputs / name
+                try:
+                    freed += path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+        return freed
 
     def job(self, job_id: str) -> Job:
         live = self.scheduler.live.get(job_id)

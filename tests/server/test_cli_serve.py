@@ -42,10 +42,10 @@ def test_keep_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     from sdcpp_service.server import app as app_module
 
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []
 
     def fake_create_app(settings: object, options: ServerOptions) -> object:
-        seen.append(options.keep_jobs_hours)
+        seen.append((options.keep_jobs_hours, options.keep_outputs_gb))
         return object()
 
     monkeypatch.setattr(app_module, "create_app", fake_create_app)
@@ -53,6 +53,8 @@ def test_keep_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     args = ["serve", "--models", str(tmp_path), "--data-dir", str(tmp_path)]
     assert CliRunner().invoke(app, [*args, "--keep-jobs", "2.5"]).exit_code == 0
     assert CliRunner().invoke(app, args).exit_code == 0
-    assert seen == [2.5, 168.0]
-    bad = CliRunner().invoke(app, [*args, "--keep-jobs", "-1"])
-    assert bad.exit_code == 2 and "--keep-jobs" in bad.output
+    assert CliRunner().invoke(app, [*args, "--keep-outputs-gb", "20"]).exit_code == 0
+    assert seen == [(2.5, 0.0), (168.0, 0.0), (168.0, 20.0)]
+    for flag in ("--keep-jobs", "--keep-outputs-gb"):
+        bad = CliRunner().invoke(app, [*args, flag, "-1"])
+        assert bad.exit_code == 2 and flag in bad.output

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -251,3 +252,33 @@ def test_old_jobs_are_removed_at_start(make_client: MakeClient, tmp_path: Any) -
     assert again.get(f"/api/v1/jobs/{recent['id']}").json()["status"] == "completed"
     forever = make_client(data="data", keep_jobs_hours=0)
     assert forever.get(f"/api/v1/jobs/{recent['id']}").status_code == 200
+
+
+def test_outputs_over_the_disk_cap_remove_the_oldest_jobs(
+    make_client: MakeClient, tmp_path: Any
+) -> None:
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 1}
+    outputs = tmp_path / "data" / "outputs"
+
+    def run(client: TestClient, seed: int) -> tuple[str, Path]:
+        job = wait_done(
+            client, client.post("/api/v1/jobs", json={**body, "seed": seed}).json()["id"]
+        )
+        return job["id"], outputs / job["outputs"][0]["url"].rsplit("/", 1)[1]
+
+    # a 1-byte cap: each finished job removes every older one, never itself
+    tight = make_client(keep_outputs_gb=1e-9)
+    jobs = [run(tight, seed) for seed in (1, 2, 3)]
+    assert [tight.get(f"/api/v1/jobs/{j}").status_code for j, _ in jobs] == [404, 404, 200]
+    assert [f.exists() for _, f in jobs] == [False, False, True]
+    tight.__exit__(None, None, None)
+
+    # no cap, three more jobs; then a restart with room for the newest two only
+    free = make_client(data="data")
+    more = [run(free, seed) for seed in (4, 5, 6)]
+    free.__exit__(None, None, None)
+    newest = sum(f.stat().st_size for _, f in [jobs[2], *more][2:])
+    capped = make_client(data="data", keep_outputs_gb=(newest + 1) / 1e9)
+    status = [capped.get(f"/api/v1/jobs/{j}").status_code for j, _ in [jobs[2], *more]]
+    assert status == [404, 404, 200, 200]
+    assert sum(f.stat().st_size for f in outputs.iterdir()) <= newest + 1
