@@ -32,11 +32,14 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 }  # fmt: skip
 
 
+HELP = "stable-diffusion.cpp for everyone: generate, convert, serve."
+
+
 def build(only: str | None = None) -> typer.Typer:
     """The ``sdcpp`` group with every command, or with ``only`` that one (same usage lines)."""
     group = typer.Typer(
         name="sdcpp",
-        help="stable-diffusion.cpp for everyone: generate, convert, serve.",
+        help=HELP,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -52,12 +55,12 @@ def build(only: str | None = None) -> typer.Typer:
     if only is not None:
         # A group of one command would collapse into that command; a callback keeps
         # `sdcpp NAME …` the usage line.
-        group.callback()(_group)
+        group.callback(help=HELP)(_group)
     return group
 
 
 def _group() -> None:
-    """stable-diffusion.cpp for everyone: generate, convert, serve."""
+    pass
 
 
 _app: typer.Typer | None = None

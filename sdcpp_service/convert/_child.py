@@ -79,7 +79,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _maxrss_bytes() -> int:
+def own_maxrss() -> int:
+    """Peak RSS of this process in bytes (0 where the platform has no ``resource``); here so the
+    engine child can report its own without importing anything else of ours."""
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
@@ -175,7 +177,7 @@ def main() -> int:
             _verify(job, channel)
         except Exception as exc:  # reported, the parent fails the conversion
             channel.send("verify_failed", message=f"{type(exc).__name__}: {exc}")
-    channel.send("done", maxrss=_maxrss_bytes())
+    channel.send("done", maxrss=own_maxrss())
     proto.close()
     os._exit(0)  # nothing left to clean up: skip interpreter teardown (the parent waits on it)
 

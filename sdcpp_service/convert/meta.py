@@ -64,16 +64,6 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-def own_maxrss() -> int:
-    """Peak RSS of this process in bytes (0 where the platform has no ``resource``)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return 0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
 def log_engine(event: dict[str, Any]) -> None:
     """Engine warnings and errors, at debug level: a failed conversion carries its errors in
     the ConvertError, and a good one logs only expected noise (a diffusers folder's missing
@@ -111,11 +101,10 @@ class Hasher:
     WINDOW = 16 * 1024 * 1024
 
     def __init__(self, source: Source, settings: Settings) -> None:
-        self.files = [p for p in (source.path, source.vae) if p is not None and p.is_file()]
         self.settings = settings
         self.hashes: dict[str, str] = {}
         self.error: BaseException | None = None
-        self._todo = list(self.files)
+        self._todo = [p for p in (source.path, source.vae) if p is not None and p.is_file()]
         self._current: tuple[Path, os.stat_result, FileDigest] | None = None
         self._lock = threading.Lock()
         self._taken = False

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sdcpp_service.config import Settings
+from sdcpp_service.convert._child import own_maxrss
 from sdcpp_service.convert._worker import Worker
 from sdcpp_service.convert.plan import Plan, TypeTable, make_plan, parse_rule
 from sdcpp_service.convert.rules import default_rules
@@ -316,7 +317,7 @@ def _run(
         output_bytes=written,
         seconds=time.perf_counter() - t0,
         engine_seconds=outcome.engine_seconds,
-        peak_rss=max(outcome.maxrss, meta.own_maxrss()),
+        peak_rss=max(outcome.maxrss, own_maxrss()),
         plan=the_plan,
         metadata=record,
         verified=outcome.verified,

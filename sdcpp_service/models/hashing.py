@@ -17,7 +17,6 @@ from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidModelFile
 from sdcpp_service.models._cache import FileCache
 
-_CHUNK = 8 * 1024 * 1024
 _SLICE = 64 * 1024 * 1024
 
 
@@ -83,8 +82,11 @@ class FileDigest:
 def sha256_file(path: str | Path) -> str:
     """SHA-256 of a file (see :class:`FileDigest`)."""
     digest = FileDigest(path)
-    while not digest.step():
-        pass
+    try:
+        while not digest.step():
+            pass
+    finally:
+        digest.close()
     return digest.hexdigest()
 
 

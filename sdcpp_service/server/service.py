@@ -177,7 +177,9 @@ class Service:
         limit = int(cap * 1e9)
         total = sum(e.stat().st_size for e in os.scandir(self.outputs) if e.is_file())
         removed: list[str] = []
-        for job in self.store.finished_oldest_first() if total > limit else ():
+        if total <= limit:
+            return removed
+        for job in self.store.finished_oldest_first():
             if total <= limit:
                 break
             if job.id != keep and self.store.delete(job.id) is not None:
