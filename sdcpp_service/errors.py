@@ -56,14 +56,28 @@ class InvalidImage(InvalidRequest):
 class UnknownName(InvalidRequest):
     """A name (LoRA, model, sampler, scheduler, …) that matches nothing known."""
 
-    def __init__(self, field: str, name: str, choices: list[str] | None = None) -> None:
-        hint = ""
+    def __init__(
+        self, field: str, name: str, choices: list[str] | None = None, hint: str = ""
+    ) -> None:
+        import difflib
+
+        close = difflib.get_close_matches(name, choices or [], n=3, cutoff=0.6)
+        if not close:  # case and separators: sd-turbo ~ SD_Turbo
+            fold = {c.lower().replace("-", "_"): c for c in choices or []}
+            close = [fold[k] for k in difflib.get_close_matches(
+                name.lower().replace("-", "_"), list(fold), n=3, cutoff=0.6)]  # fmt: skip
+        text = f"unknown {field} '{name}'"
+        if close:
+            text += f"; did you mean {' or '.join(close)}?"
+        if hint:
+            text += f"; {hint}"
         if choices:
             shown = ", ".join(choices[:12]) + (", …" if len(choices) > 12 else "")
-            hint = f" (known: {shown})"
-        super().__init__(field, f"unknown {field} '{name}'{hint}")
+            text += f" (known: {shown})"
+        super().__init__(field, text)
         self.name = name
         self.choices = list(choices or [])
+        self.close = close
 
 
 class ModelError(SdcppError):

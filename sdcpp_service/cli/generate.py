@@ -25,6 +25,7 @@ from sdcpp_service.cli._options import (
     engine_switches,
 )
 from sdcpp_service.cli._progress import Bar
+from sdcpp_service.cli._pull import PullOpt, ensure_model
 
 Opt = typer.Option
 
@@ -200,6 +201,7 @@ def generate(
     ] = 0.7,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    pull: PullOpt = False,
 ) -> None:
     """Generate images from a text prompt (txt2img; img2img with --init-image; inpaint with
     --mask; ControlNet with --control-net/--control-image; editing with --ref-image)."""
@@ -243,4 +245,5 @@ def generate(
         params.update(
             hires_params(hires_scale, hires_size, hires_upscaler, hires_steps, hires_denoise)
         )
+    ensure_model(model, pull)
     run(prompt, model, output, force, as_json, load, params)

@@ -181,8 +181,9 @@ def pull_cmd(
 ) -> None:
     """Download model files from the Hugging Face Hub and say what each one is.
 
-    Recipes fetch a model with everything it needs: sd1.5, sdxl, sdxl-turbo, flux-schnell,
-    wan2.1-t2v-1.3b, taesd."""
+    Recipes fetch a model with everything it needs; the recipe's name is then a model name:
+    sd-turbo, sd15, sd15-inpainting, sdxl, sdxl-turbo, flux1-schnell, wan2.1-t2v-1.3b,
+    z-image-turbo, taesd, esrgan-x4."""
     from sdcpp_service.config import Settings
     from sdcpp_service.models import pull
 

@@ -13,6 +13,7 @@ import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
 from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt
+from sdcpp_service.cli._pull import PullOpt, ensure_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -81,6 +82,7 @@ def upscale(
     threads: ThreadsOpt = 0,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    pull: PullOpt = False,
 ) -> None:
     """Upscale images with an ESRGAN model (native factor, then Lanczos to --scale); alpha and
     metadata are kept, EXIF orientation is applied."""
@@ -97,6 +99,7 @@ def upscale(
     sources = expand_inputs(inputs)
     if not sources:
         raise fail("no images found in the given inputs")
+    ensure_model(model, pull, kind="upscaler")
     path = resolve_upscaler(model, settings)
     with Upscaler(path, settings.default_threads, tile) as up:
         label = f"{scale:g}" if scale is not None else str(up.factor)

@@ -24,6 +24,7 @@ from sdcpp_service.cli._options import (
     engine_switches,
 )
 from sdcpp_service.cli._progress import Bar
+from sdcpp_service.cli._pull import PullOpt, ensure_model
 
 Opt = typer.Option
 DEFAULT_OUTPUT = "video.mp4"
@@ -159,6 +160,7 @@ def video(
     clip_on_cpu: ClipOnCpuOpt = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    pull: PullOpt = False,
 ) -> None:
     """Generate a video from a text prompt (Wan2.1 T2V/I2V/FLF2V/VACE, Wan2.2 TI2V 5B and the
     A14B high+low-noise pair); image-to-video with --init-image (and --end-image)."""
@@ -191,4 +193,5 @@ def video(
         "loras": lora or None,
         "vae_tiling": vae_tiling,
     }
+    ensure_model(model, pull)
     run(prompt, model, output, force, as_json, load, params)

@@ -22,6 +22,7 @@ from sdcpp_service.config import Settings
 from sdcpp_service.errors import ModelError, UnknownName
 from sdcpp_service.models._cache import FileCache
 from sdcpp_service.models.inspect import MODEL_SUFFIXES, ModelInfo, inspect, short_name
+from sdcpp_service.models.recipes import recipe_aliases
 
 COMFYUI_FOLDERS = (
     "checkpoints", "diffusion_models", "unet", "vae", "text_encoders", "clip", "clip_vision",
@@ -155,7 +156,8 @@ def _stat_key(path: Path) -> tuple[int, int]:
 
 
 def _names(paths: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Unique short names (stem, else ``parent/stem``) and unique aliases per path."""
+    """Unique short names (stem, else ``parent/stem``) and unique aliases per path (the stem,
+    the stem without its precision tag, and the recipe name of a recipe's main file)."""
     stems: dict[str, list[str]] = {}
     for p in paths:
         stems.setdefault(short_name(p), []).append(p)
@@ -165,9 +167,11 @@ def _names(paths: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
             names[p] = stem if len(group) == 1 else f"{Path(p).parent.name}/{stem}"
     taken = set(names.values())
     alias_of: dict[str, list[str]] = {}
+    recipes = recipe_aliases()
     for p, name in names.items():
         stem = short_name(p)
-        for alias in {stem, _TAG.sub("", stem)} - {name}:
+        named = {stem, _TAG.sub("", stem)} | ({recipes[stem]} if stem in recipes else set())
+        for alias in named - {name}:
             alias_of.setdefault(alias, []).append(p)
     aliases: dict[str, list[str]] = {p: [] for p in paths}
     for alias, owners in alias_of.items():

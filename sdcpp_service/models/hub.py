@@ -1,6 +1,6 @@
 """Pull model files from the Hugging Face Hub into the model folder, then say what they are.
 
-``pull("city96/FLUX.1-schnell-gguf", ["flux1-schnell-Q4_0.gguf"])`` or ``pull("flux-schnell")``
+``pull("city96/FLUX.1-schnell-gguf", ["flux1-schnell-Q4_0.gguf"])`` or ``pull("flux1-schnell")``
 (a recipe: a model and every component it needs). Files land flat in the first model folder
 (``./models`` by default); huggingface-hub downloads to ``*.incomplete`` and renames, and the
 file is then moved into place with ``os.replace``, so a model folder never holds half a file.
@@ -19,38 +19,10 @@ from typing import Any
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidRequest, ModelError
 from sdcpp_service.models.inspect import ModelInfo, inspect
+from sdcpp_service.models.recipes import RECIPES, Fetch, recipe_of
 
 #: How the CLI spells the pull command (used in MissingComponent hints).
 PULL_COMMAND = "sdcpp pull"
-
-#: Named bundles: a main model and the components it needs, as (repo, file in repo).
-RECIPES: dict[str, tuple[tuple[str, str], ...]] = {
-    "sd-turbo": (("stabilityai/sd-turbo", "sd_turbo.safetensors"),),
-    "sd1.5": (
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors"),
-    ),
-    "sdxl": (("stabilityai/stable-diffusion-xl-base-1.0", "sd_xl_base_1.0.safetensors"),),
-    "sdxl-turbo": (("stabilityai/sdxl-turbo", "sd_xl_turbo_1.0_fp16.safetensors"),),
-    "flux-schnell": (
-        ("city96/FLUX.1-schnell-gguf", "flux1-schnell-Q4_0.gguf"),
-        ("black-forest-labs/FLUX.1-schnell", "ae.safetensors"),
-        ("comfyanonymous/flux_text_encoders", "clip_l.safetensors"),
-        ("city96/t5-v1_1-xxl-encoder-gguf", "t5-v1_1-xxl-encoder-Q8_0.gguf"),
-    ),
-    "wan2.1-t2v-1.3b": (
-        ("Comfy-Org/Wan_2.1_ComfyUI_repackaged",
-         "split_files/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors"),
-        ("Comfy-Org/Wan_2.1_ComfyUI_repackaged", "split_files/vae/wan_2.1_vae.safetensors"),
-        ("city96/umt5-xxl-encoder-gguf", "umt5-xxl-encoder-Q8_0.gguf"),
-    ),
-    "taesd": (("madebyollin/taesd", "diffusion_pytorch_model.safetensors"),),
-    "z-image-turbo": (
-        ("Comfy-Org/z_image_turbo", "split_files/diffusion_models/z_image_turbo_bf16.safetensors"),
-        ("Comfy-Org/z_image_turbo", "split_files/text_encoders/qwen_3_4b.safetensors"),
-        ("Comfy-Org/z_image_turbo", "split_files/vae/ae.safetensors"),
-    ),
-    "esrgan-x4": (("ai-forever/Real-ESRGAN", "RealESRGAN_x4.pth"),),
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,11 +47,12 @@ class Pulled:
         }
 
 
-def _targets(repo_or_recipe: str, files: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def _targets(repo_or_recipe: str, files: Sequence[str]) -> tuple[Fetch, ...]:
     if files:
-        return tuple((repo_or_recipe, f) for f in files)
-    if repo_or_recipe in RECIPES:
-        return RECIPES[repo_or_recipe]
+        return tuple(Fetch(repo_or_recipe, f) for f in files)
+    recipe = recipe_of(repo_or_recipe)
+    if recipe is not None:
+        return RECIPES[recipe]
     raise InvalidRequest(
         "model",
         f"'{repo_or_recipe}' is not a recipe ({', '.join(RECIPES)}); "
@@ -136,20 +109,26 @@ def pull(
     settings = settings or Settings.from_env()
     targets = _targets(repo_or_recipe, files)
     folder = Path(dest) if dest is not None else settings.model_dirs[0]
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / ".sdcpp-pull"
     results: list[Pulled] = []
     try:
-        for repo, file in targets:
-            target = folder / Path(file).name
+        for fetch in targets:
+            target = folder / fetch.local_name
             downloaded = force or not target.exists()
             if downloaded:
-                os.replace(_download(repo, file, staging, endpoint), target)
+                os.replace(_download(fetch.repo, fetch.file, staging, endpoint), target)
             try:
                 info, error = inspect(target), None
             except ModelError as exc:
                 info, error = None, exc.reason
-            results.append(Pulled(repo, file, str(target), downloaded, info, error))
+            results.append(Pulled(fetch.repo, fetch.file, str(target), downloaded, info, error))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for made in created:  # a failed first pull leaves no empty ./models behind
+            try:
+                made.rmdir()
+            except OSError:
+                break
     return results

@@ -17,6 +17,7 @@ import pytest
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import InvalidRequest, ModelError
 from sdcpp_service.models import hub, pull
+from sdcpp_service.models.recipes import Fetch
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
 
@@ -117,7 +118,7 @@ def test_pull_reports_unreadable_files(tmp_path: Path, fake_hub: FakeHub) -> Non
 def test_missing_file_is_one_clear_error(tmp_path: Path, fake_hub: FakeHub) -> None:
     with pytest.raises(ModelError, match="no such file"):
         pull("acme/tiny", ["nope.gguf"], dest=tmp_path / "m", endpoint=fake_hub.url)
-    assert not any((tmp_path / "m").iterdir())  # nothing half-written, no staging left
+    assert not (tmp_path / "m").exists()  # nothing half-written, no staging, no empty folder
 
 
 def test_offline_is_one_clear_error(tmp_path: Path) -> None:
@@ -128,11 +129,13 @@ def test_offline_is_one_clear_error(tmp_path: Path) -> None:
 def test_recipes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub: FakeHub) -> None:
     with pytest.raises(InvalidRequest, match="not a recipe"):
         pull("no-such-recipe", dest=tmp_path)
-    monkeypatch.setitem(hub.RECIPES, "tiny", (("acme/tiny", "split/vae/tiny_vae.safetensors"),))
+    monkeypatch.setitem(
+        hub.RECIPES, "tiny", (Fetch("acme/tiny", "split/vae/tiny_vae.safetensors"),)
+    )
     got = pull("tiny", dest=tmp_path, endpoint=fake_hub.url)
     assert got[0].info is not None and got[0].info.kind == "vae"
     for name, files in hub.RECIPES.items():
-        assert files and all(len(f) == 2 for f in files), name
+        assert files and all(f.repo.count("/") == 1 and f.local_name for f in files), name
 
 
 def test_cli_pull_honours_hf_endpoint(tmp_path: Path, fake_hub: FakeHub) -> None:
