@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "backend": ("backend", "app", None),
     "serve": ("serve", "serve", None),
     "models": ("models", "app", None),
-    "pull": ("models", "pull_cmd", "Download model files or a recipe from the Hugging Face Hub."),
+    "pull": ("models", "pull_cmd", None),
     "convert": ("convert", "convert", None),
 }  # fmt: skip
 

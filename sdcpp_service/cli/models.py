@@ -170,7 +170,7 @@ def plan_cmd(
 @handle_errors
 def pull_cmd(
     repo_or_recipe: Annotated[
-        str, typer.Argument(help="A Hugging Face repository (then FILE…) or a recipe name.")
+        str, typer.Argument(help="A recipe name (below), or a Hugging Face repository and FILE…")
     ],
     files: Annotated[list[str] | None, typer.Argument(help="Files in the repository.")] = None,
     dest: Annotated[
@@ -179,7 +179,7 @@ def pull_cmd(
     force: Annotated[bool, typer.Option("--force", help="Download even if present.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Download model files from the Hugging Face Hub and say what each one is.
+    """Download model files or a recipe from the Hugging Face Hub; say what each one is.
 
     Recipes fetch a model with everything it needs; the recipe's name is then a model name:
     sd-turbo, sd15, sd15-inpainting, sdxl, sdxl-turbo, flux1-schnell, wan2.1-t2v-1.3b,
