@@ -20,16 +20,20 @@ from sdcpp_service.engine.context import (
 )
 from sdcpp_service.engine.images import fit
 from sdcpp_service.errors import EngineError, InvalidImage, InvalidRequest, ModelError
-from sdcpp_service.types import GenerateRequest, GenerateResult, ProgressCallback
+from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, ProgressCallback
 
 MAX_SEED = 2**32 - 1
 MAX_BATCH = 64
 MAX_STEPS = 1000
 
 
-def spatial_multiple(ctx: Context) -> int:
+def size_multiple(options: LoadOptions) -> int:
     """Sizes must be multiples of this: UNet checkpoints 64 (VAE 8 × UNet 8), DiT models 16."""
-    return 64 if ctx.options.model else 16
+    return 64 if options.model else 16
+
+
+def spatial_multiple(ctx: Context) -> int:
+    return size_multiple(ctx.options)
 
 
 def resolve_sampler(ctx: Context, req: GenerateRequest) -> tuple[int, int]:

@@ -96,6 +96,27 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
 
 
+def size_for_image(
+    size: tuple[int, int], multiple: int, width: int | None = None, height: int | None = None
+) -> tuple[int, int]:
+    """The generation size for an init image of ``size``: a side that was given stays as given;
+    the rest follows the image (its aspect ratio when one side is given), rounded to the
+    nearest ``multiple`` (at least one), so img2img on a 64×64 image runs at 64×64, not at the
+    model's default 512×512."""
+    w, h = size
+
+    def snap(value: float) -> int:
+        return max(multiple, int(value / multiple + 0.5) * multiple)  # half up, not to even
+
+    if width is not None and height is not None:
+        return width, height
+    if width is not None:
+        return width, snap(width * h / w)
+    if height is not None:
+        return snap(height * w / h), height
+    return snap(w), snap(h)
+
+
 def _quote(value: str) -> str:
     if "," in value or ":" in value or '"' in value or "\n" in value:
         return json.dumps(value)

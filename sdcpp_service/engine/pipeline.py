@@ -21,8 +21,8 @@ from sdcpp_service.config import Settings
 from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
 from sdcpp_service.engine.context import Context
-from sdcpp_service.engine.generate import generate
-from sdcpp_service.engine.images import infotext, load_image
+from sdcpp_service.engine.generate import generate, size_multiple
+from sdcpp_service.engine.images import infotext, load_image, size_for_image
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.types import (
     COMPONENT_SLOTS,
@@ -161,14 +161,19 @@ class Pipeline:
             if key not in _REQUEST_FIELDS:
                 raise InvalidRequest(key, "not a generation parameter")
             values[key] = value
+        for key, mode in (("init_image", "RGB"), ("control_image", "RGB"), ("mask", "L")):
+            if values.get(key) is not None:
+                values[key] = load_image(values[key], key, mode)
+        init = values.get("init_image")
+        if init is not None and (values.get("width") is None or values.get("height") is None):
+            values["width"], values["height"] = size_for_image(
+                init.size, size_multiple(self.options), values.get("width"), values.get("height")
+            )
         defaults = getattr(self.info, "defaults", None)
         for key in ("width", "height", "steps", "cfg_scale", "sampler", "guidance"):
             if values.get(key) is None and getattr(defaults, key, None) is not None:
                 values[key] = getattr(defaults, key)
         values = {k: v for k, v in values.items() if v is not None or k in _NULLABLE}
-        for key, mode in (("init_image", "RGB"), ("control_image", "RGB"), ("mask", "L")):
-            if values.get(key) is not None:
-                values[key] = load_image(values[key], key, mode)
         values["ref_images"] = [
             load_image(im, "ref_images", "RGB") for im in values.get("ref_images") or []
         ]

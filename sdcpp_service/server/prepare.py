@@ -49,6 +49,7 @@ def prepare(
     for need in JOB_KINDS.get(kind, ()):
         if need not in images and need not in problems:
             problems[need] = f"required for {kind}"
+    values = _init_image_size(service, values, images, model)
     width, height = int(values.get("width", 512)), int(values.get("height", 512))
     batch = int(values.get("batch", 1))
     if width * height * batch > service.options.max_pixels:
@@ -98,6 +99,30 @@ def prepare(
     fields.check(problems)
     params = {**values, "loras": [[n, w] for n, w in loras]}
     return Job(new_id(), kind, main, params, overrides)
+
+
+def _init_image_size(
+    service: Service, values: Mapping[str, Any], images: Mapping[str, Any], model: str | None
+) -> Mapping[str, Any]:
+    """img2img/inpaint without a width or height: the size follows the init image, rounded to
+    the model's multiple (as in the CLI and the library)."""
+    init = images.get("init_image")
+    if not isinstance(init, bytes) or ("width" in values and "height" in values):
+        return values
+    from PIL import Image
+
+    from sdcpp_service.engine.images import size_for_image
+    from sdcpp_service.models import inspect
+
+    try:
+        with Image.open(io.BytesIO(init)) as im:
+            size = im.size
+        main = str(service.resolve_model(model).path) if model else service.default_model()
+        multiple = 64 if inspect(main).slot == "model_path" else 16
+    except (SdcppError, OSError, ValueError):
+        return values  # the image's or the model's own problem is reported where it is checked
+    width, height = size_for_image(size, multiple, values.get("width"), values.get("height"))
+    return {**values, "width": width, "height": height}
 
 
 def _check_vace(model: str, problems: dict[str, str]) -> None:

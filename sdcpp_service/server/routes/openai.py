@@ -146,14 +146,6 @@ def _openai_mask(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _auto_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        w, h = im.size
-    return max(64, w // 64 * 64), max(64, h // 64 * 64)
-
-
 async def edits(request: Request) -> Response:
     svc = service(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -197,8 +189,6 @@ async def edits(request: Request) -> Response:
     errors.update({("image" if k != "mask" else k): v for k, v in problems.items()})
     if "mask" in images:
         images["mask"] = await asyncio.to_thread(_openai_mask, images["mask"])  # type: ignore[arg-type]
-    if "width" not in values and files["image"] and not problems:
-        values["width"], values["height"] = await asyncio.to_thread(_auto_size, files["image"][0])
     model = _model(svc, body.get("model"), errors)
     job = checks.prepare(svc, kind, values, images, [], model, None, errors)
     return await _finish(request, svc, job, images, out)
