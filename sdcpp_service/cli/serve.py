@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +65,13 @@ def serve(
     insecure: Annotated[
         bool, Opt("--insecure", help="Allow a non-loopback --host without --api-key/--api-auth.")
     ] = False,
+    api_server_stop: Annotated[
+        bool,
+        Opt(
+            "--api-server-stop",
+            help="Allow POST /sdapi/v1/server-stop, server-kill and server-restart (A1111's flag).",
+        ),
+    ] = False,
     threads: ThreadsOpt = 0,
     log_level: Annotated[str, Opt("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
@@ -98,6 +107,7 @@ def serve(
         preload=preload or "",
         keep_jobs_hours=keep_jobs,
         keep_outputs_gb=keep_outputs_gb,
+        api_server_stop=api_server_stop,
     )
     if preload:  # fail now, not in the background, when the name is wrong
         from sdcpp_service.server import models as catalog
@@ -111,3 +121,6 @@ def serve(
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+    if getattr(getattr(app, "state", None), "restart", False):  # POST /sdapi/v1/server-restart
+        typer.echo("sdcpp serve: restarting", err=True)
+        os.execv(sys.executable, [sys.executable, "-m", "sdcpp_service", *sys.argv[1:]])

@@ -55,3 +55,5 @@ class ServerOptions:
     #: output files may use at most this many GB: past it, the oldest finished jobs (and their
     #: files) are removed, checked as each job finishes; 0: no cap
     keep_outputs_gb: float = 0.0
+    #: A1111's ``--api-server-stop``: POST /sdapi/v1/server-stop, -kill and -restart work
+    api_server_stop: bool = False

@@ -17,7 +17,7 @@ from typing import Any
 
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import Cancelled, InvalidRequest
-from sdcpp_service.server import fields, models
+from sdcpp_service.server import a1111_options, fields, models
 from sdcpp_service.server.engine import Engine
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job, JobStore
@@ -41,8 +41,8 @@ class Service:
         )
         self.hashes = models.HashCache(settings)
         self.started = time.time()
-        #: A1111 options set by clients (echoed back by GET /sdapi/v1/options)
-        self.a1111_options: dict[str, Any] = {}
+        #: A1111 options set by clients (persisted; echoed back by GET /sdapi/v1/options)
+        self.a1111_options: dict[str, Any] = a1111_options.load(settings.data_dir)
         self._warming: asyncio.Task[None] | None = None
         self._pruning: asyncio.Task[None] | None = None
 

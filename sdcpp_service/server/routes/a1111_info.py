@@ -1,11 +1,10 @@
-"""The A1111 API's lists and settings: models, VAEs, LoRAs, samplers, schedulers, upscalers,
-options (``sd_model_checkpoint`` switches the model), png-info, memory."""
+"""The A1111 API's lists: models, VAEs, LoRAs, samplers, schedulers, upscalers, png-info,
+memory."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -60,7 +59,10 @@ async def loras(request: Request) -> Response:
 async def samplers(request: Request) -> Response:
     known = service(request).worker.info.get("samplers") or list(names.A1111_SAMPLERS.values())
     return JSONResponse(
-        [{"name": names.sampler_label(n), "aliases": [n], "options": {}} for n in known]
+        [
+            {"name": names.sampler_label(n), "aliases": names.a1111_aliases(n), "options": {}}
+            for n in known
+        ]
     )
 
 
@@ -107,45 +109,6 @@ async def latent_upscale_modes(request: Request) -> Response:
     return JSONResponse([{"name": n.capitalize()} for n in known if n.startswith("latent")])
 
 
-async def get_options(request: Request) -> Response:
-    svc = service(request)
-    loaded = svc.loaded_model()
-    title = None
-    if loaded:
-        sha = svc.hashes.known(loaded)
-        title = svc.model_name(loaded) + (f" [{sha[:10]}]" if sha else "")
-    defaults: dict[str, Any] = {
-        "sd_model_checkpoint": title,
-        "sd_checkpoint_hash": svc.hashes.known(loaded) if loaded else None,
-        "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": 1,
-        "samples_format": "png",
-        "eta_noise_seed_delta": 0,
-    }
-    options = {**defaults, **svc.a1111_options}
-    if title:  # the model actually loaded wins over a stale option
-        options["sd_model_checkpoint"] = title
-    return JSONResponse(options)
-
-
-async def set_options(request: Request) -> Response:
-    svc = service(request)
-    body = await json_body(request)
-    checkpoint = body.get("sd_model_checkpoint")
-    if checkpoint:
-        if not isinstance(checkpoint, str):
-            raise ValidationFailed({"sd_model_checkpoint": "must be a model title"})
-        entry = svc.resolve_model(checkpoint, "sd_model_checkpoint")
-        if str(entry.path) != svc.loaded_model():
-            await svc.scheduler.control("load", str(entry.path), {})
-    svc.a1111_options.update(body)
-    return JSONResponse({})
-
-
-async def refresh(request: Request) -> Response:
-    return JSONResponse({})
-
-
 async def png_info(request: Request) -> Response:
     from PIL import Image
 
@@ -176,8 +139,6 @@ async def mem(request: Request) -> Response:
 
 def routes(base: str) -> list[Route]:
     return [
-        Route(f"{base}/options", get_options, methods=["GET"]),
-        Route(f"{base}/options", set_options, methods=["POST"]),
         Route(f"{base}/sd-models", sd_models, methods=["GET"]),
         Route(f"{base}/sd-vae", sd_vae, methods=["GET"]),
         Route(f"{base}/samplers", samplers, methods=["GET"]),
@@ -185,8 +146,6 @@ def routes(base: str) -> list[Route]:
         Route(f"{base}/upscalers", upscalers, methods=["GET"]),
         Route(f"{base}/latent-upscale-modes", latent_upscale_modes, methods=["GET"]),
         Route(f"{base}/loras", loras, methods=["GET"]),
-        Route(f"{base}/refresh-checkpoints", refresh, methods=["POST"]),
-        Route(f"{base}/refresh-loras", refresh, methods=["POST"]),
         Route(f"{base}/png-info", png_info, methods=["POST"]),
         Route(f"{base}/memory", mem, methods=["GET"]),
     ]
