@@ -90,3 +90,31 @@ def test_webuiapi_txt2img_img2img_options(live_url: str) -> None:
     assert any(s["name"] == "Euler a" for s in api.get_samplers())
     progress = api.get_progress()
     assert progress["progress"] == 0 and progress["state"]["job_count"] == 0
+
+
+def test_webuiapi_every_list_and_setting(live_url: str, tmp_path: Path) -> None:
+    """Each A1111 route webuiapi has a method for, through that method."""
+    (tmp_path / "data" / "styles.csv").write_text(
+        "name,prompt,negative_prompt\nfox,{prompt} fox,\n"
+    )
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=int(live_url.rsplit(":", 1)[1]))
+    assert api.get_cmd_flags()["api"] is True
+    assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
+    assert api.get_face_restorers() == [] and api.get_hypernetworks() == []
+    assert [m["name"] for m in api.get_realesrgan_models()] == ["4x_test"]
+    assert api.get_prompt_styles() == [
+        {"name": "fox", "prompt": "{prompt} fox", "negative_prompt": ""}
+    ]
+    assert api.get_scripts() == {"txt2img": [], "img2img": []}
+    assert api.get_memory()["ram"]["total"] > 0
+    assert any(s["label"] == "Karras" for s in api.get_schedulers())
+    assert api.get_loras()[0]["name"] == "style" and api.get_sd_vae()[0]["model_name"] == "myvae"
+    options = api.get_options()
+    api.set_options({**options, "send_seed": False})
+    assert api.get_options() == {**options, "send_seed": False}
+    result = api.txt2img(prompt="a", styles=["fox"], width=64, height=64, steps=1, seed=1)
+    assert result.info["prompt"] == "a fox" and result.info["styles"] == ["fox"]
+    with pytest.raises(RuntimeError) as err:
+        api.interrogate(Image.new("RGB", (64, 64)))
+    assert err.value.args[0] == 501
+    assert api.refresh_checkpoints() is None and api.skip() == {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import time
 from typing import Any
 
@@ -15,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sdcpp_service._version import __version__
-from sdcpp_service.engine import names
-from sdcpp_service.server import fields
+from sdcpp_service import styles
+from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.server import a1111_options, fields
 from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
-from sdcpp_service.server.jobs import Job
-from sdcpp_service.server.routes.common import json_body, service
+from sdcpp_service.server.routes import a1111_results as results
+from sdcpp_service.server.routes.common import json_body, run_sync, service
 from sdcpp_service.server.service import Service, decode
 
 #: A1111 request field → our field.
@@ -106,10 +105,48 @@ def _invert(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def _styles(
+    svc: Service, body: dict[str, Any], values: dict[str, Any], errors: dict[str, str]
+) -> list[str]:
+    """Apply ``styles`` (names from ``prompt-styles``) to the prompts as A1111 does."""
+    wanted = body.get("styles") or []
+    if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+        errors["styles"] = "must be a list of style names from /sdapi/v1/prompt-styles"
+        return []
+    try:
+        prompt, negative = styles.apply_styles(
+            str(values.get("prompt", "")),
+            str(values.get("negative_prompt", "")),
+            wanted,
+            settings=svc.settings,
+        )
+    except InvalidRequest as exc:
+        errors[exc.field] = exc.reason
+        return []
+    if wanted:
+        values["prompt"], values["negative_prompt"] = prompt, negative
+    return list(wanted)
+
+
+def _from_options(svc: Service, values: dict[str, Any], load: dict[str, str | bool]) -> None:
+    """What the stored A1111 options say for a request that does not say it itself."""
+    options = svc.a1111_options
+    clip = options.get("CLIP_stop_at_last_layers")
+    if isinstance(clip, int) and not isinstance(clip, bool) and clip > 1:
+        values.setdefault("clip_skip", clip)
+    eta = options.get("eta_ancestral")
+    if isinstance(eta, (int, float)) and not isinstance(eta, bool):
+        values.setdefault("eta", float(eta))
+    vae = a1111_options.vae_choice(options)
+    if vae is not None:
+        load.setdefault("vae", vae)
+
+
 async def _generate(request: Request, img2img: bool) -> Response:
     svc = service(request)
     body = await json_body(request)
     values, errors = _values(body, img2img)
+    used_styles = _styles(svc, body, values, errors)
     raw: dict[str, Any] = {}
     if img2img:
         inits = body.get("init_images") or []
@@ -127,60 +164,37 @@ async def _generate(request: Request, img2img: bool) -> Response:
     model = override.get("sd_model_checkpoint") if isinstance(override, dict) else None
     if isinstance(override, dict) and isinstance(override.get("CLIP_stop_at_last_layers"), int):
         values.setdefault("clip_skip", override["CLIP_stop_at_last_layers"])
+    load: dict[str, str | bool] = {}
+    if isinstance(override, dict) and a1111_options.vae_choice(override):
+        load["vae"] = str(override["sd_vae"])
+    _from_options(svc, values, load)
     model = model or svc.a1111_options.get("sd_model_checkpoint")
     kind = "inpaint" if "mask" in images else ("img2img" if img2img else "txt2img")
     _previews(svc, values)
     try:
-        job = checks.prepare(svc, kind, values, images, [], model, None, errors)
+        job = checks.prepare(svc, kind, values, images, [], model, load, errors)
     except ValidationFailed as exc:
         raise _a1111_errors(exc) from None
-    done = await svc.run(job, images)
-    encoded = await asyncio.to_thread(_images_b64, svc, done)
+    save = body.get("save_images") is True
+    done, live = await run_sync(request, svc, job, images, cancel_on_disconnect=not save)
+    if done is None:  # the client has gone: nobody reads this
+        return Response(status_code=499)
+    encoded: list[str] = []
+    note = ""
+    if done.state == "cancelled":
+        if live.preview is not None:
+            encoded = [base64.b64encode(live.preview).decode()]
+            note = f"interrupted at step {live.preview_step}: the last live preview"
+        else:
+            note = "interrupted before the engine had an image to show"
+    else:
+        encoded = await asyncio.to_thread(results.images_b64, svc, done)
+        if save:
+            await asyncio.to_thread(results.save_samples, svc, done)
     if body.get("send_images") is False:
         encoded = []
-    return JSONResponse({"images": encoded, "parameters": body, "info": _info(svc, done)})
-
-
-def _images_b64(svc: Service, job: Job) -> list[str]:
-    outputs = (job.result or {}).get("outputs", [])
-    return [base64.b64encode(svc.output_path(n).read_bytes()).decode() for n in outputs]
-
-
-def _info(svc: Service, job: Job) -> str:
-    result, p = job.result or {}, job.params
-    seeds = result.get("seeds", [])
-    used = result.get("params", {})
-    sha = svc.hashes.known(job.model)
-    info = {
-        "prompt": p.get("prompt", ""),
-        "all_prompts": [p.get("prompt", "")] * len(seeds),
-        "negative_prompt": p.get("negative_prompt", ""),
-        "all_negative_prompts": [p.get("negative_prompt", "")] * len(seeds),
-        "seed": seeds[0] if seeds else p.get("seed", -1),
-        "all_seeds": seeds,
-        "subseed": -1,
-        "all_subseeds": [-1] * len(seeds),
-        "width": result.get("width", p.get("width")),
-        "height": result.get("height", p.get("height")),
-        "sampler_name": names.sampler_label(str(used.get("sampler", ""))),
-        "scheduler": names.scheduler_label(str(used.get("scheduler", ""))),
-        "cfg_scale": p.get("cfg_scale", 7.0),
-        "steps": p.get("steps", 20),
-        "batch_size": p.get("batch", 1),
-        "restore_faces": False,
-        "sd_model_name": svc.model_name(job.model),
-        "sd_model_hash": sha[:10] if sha else None,
-        "denoising_strength": p.get("strength") if job.kind != "txt2img" else None,
-        "clip_skip": p.get("clip_skip", -1),
-        "extra_generation_params": {},
-        "index_of_first_image": 0,
-        "infotexts": result.get("infotexts", []),
-        "styles": [],
-        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.created)),
-        "interrupted": job.state == "cancelled",
-        "version": f"sdcpp-service {__version__}",
-    }
-    return json.dumps(info)
+    info = results.info(svc, done, used_styles, note)
+    return JSONResponse({"images": encoded, "parameters": body, "info": info})
 
 
 async def txt2img(request: Request) -> Response:
@@ -234,7 +248,7 @@ async def interrupt(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    from sdcpp_service.server.routes import a1111_extras, a1111_info
+    from sdcpp_service.server.routes import a1111_extras, a1111_info, a1111_lists, a1111_settings
 
     base = "/sdapi/v1"
     return [
@@ -245,4 +259,6 @@ def routes() -> list[Route]:
         Route(f"{base}/skip", interrupt, methods=["POST"]),
         *a1111_info.routes(base),
         *a1111_extras.routes(base),
+        *a1111_settings.routes(base),
+        *a1111_lists.routes(base),
     ]

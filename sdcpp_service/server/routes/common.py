@@ -1,16 +1,22 @@
-"""Helpers every dialect's routes share: the service handle, JSON bodies, images out, memory."""
+"""Helpers every dialect's routes share: the service handle, JSON bodies, a synchronous job run
+(cancelled when its client disconnects), images out, memory."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 
-from sdcpp_service.server.errors import ValidationFailed
+from sdcpp_service.server.errors import Timeout, ValidationFailed
+from sdcpp_service.server.jobs import Job
+from sdcpp_service.server.scheduler import Live
 from sdcpp_service.server.service import Service
+from sdcpp_service.server.worker import JobError
 
 MEDIA_TYPES = {
     ".png": "image/png",
@@ -81,3 +87,40 @@ def memory(pids: list[int | None]) -> dict[str, Any]:
                 out[label] = int(line.split()[1]) * 1024
     out.setdefault("server_pid", os.getpid())
     return out
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body is read already: only a disconnect is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_sync(
+    request: Request,
+    svc: Service,
+    job: Job,
+    images: Mapping[str, bytes | list[bytes]],
+    cancel_on_disconnect: bool = True,
+) -> tuple[Job | None, Live]:
+    """Submit a job and wait for it, as the synchronous dialects do. A client that disconnects
+    meanwhile cancels its job (unless ``cancel_on_disconnect`` is false): the result is then
+    ``(None, live)``. A failed job raises its error; past ``sync_timeout``, 504."""
+    live = svc.submit(job, images)
+    finished = asyncio.ensure_future(live.done.wait())
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait(
+            {finished, gone}, timeout=svc.options.sync_timeout, return_when="FIRST_COMPLETED"
+        )
+    finally:
+        for task in (finished, gone):
+            task.cancel()
+    if finished not in done:
+        if gone in done:
+            if cancel_on_disconnect:
+                svc.scheduler.cancel(job.id)
+            return None, live
+        raise Timeout(f"job {job.id} is still running; follow /api/v1/jobs/{job.id}")
+    if live.job.state == "failed":
+        raise JobError(live.job.error or {})
+    return live.job, live

@@ -24,7 +24,7 @@ from sdcpp_service.server import fields, models
 from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import Job
-from sdcpp_service.server.routes.common import encode, json_body, service
+from sdcpp_service.server.routes.common import encode, json_body, run_sync, service
 from sdcpp_service.server.service import Service, decode
 
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
@@ -111,7 +111,9 @@ def _render(svc: Service, job: Job, out: dict[str, Any], base_url: str) -> list[
 async def _finish(
     request: Request, svc: Service, job: Job, images: Any, out: dict[str, Any]
 ) -> Response:
-    done = await svc.run(job, images)
+    done, _ = await run_sync(request, svc, job, images)
+    if done is None:  # the client has gone (its job is cancelled): nobody reads this
+        return Response(status_code=499)
     base = str(request.base_url).rstrip("/")
     data = await asyncio.to_thread(_render, svc, done, out, base)
     result = done.result or {}
