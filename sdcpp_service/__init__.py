@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         UnknownName,
     )
     from sdcpp_service.models import ModelInfo, inspect, plan, pull, scan
+    from sdcpp_service.styles import apply_styles
     from sdcpp_service.types import (
         GenerateRequest,
         GenerateResult,
@@ -61,6 +62,7 @@ __all__ = [
     "VideoRequest",
     "VideoResult",
     "__version__",
+    "apply_styles",
     "generate_video",
     "inspect",
     "plan",
@@ -94,6 +96,7 @@ _LAZY = {
     "Upscaler": "sdcpp_service.engine.upscale",
     "upscale": "sdcpp_service.engine.upscale",
     "generate_video": "sdcpp_service.engine.video",
+    "apply_styles": "sdcpp_service.styles",
 }  # fmt: skip
 
 __getattr__ = lazy_members(__name__, _LAZY)

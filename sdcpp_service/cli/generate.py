@@ -199,6 +199,13 @@ def generate(
     hires_denoise: Annotated[
         float, Opt("--hires-denoise", help="Second-pass denoising strength.")
     ] = 0.7,
+    style: Annotated[
+        list[str] | None,
+        Opt(
+            "--style",
+            help="A1111 prompt style from styles.csv (data dir or model folders; repeatable).",
+        ),
+    ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     pull: PullOpt = False,
@@ -245,5 +252,9 @@ def generate(
         params.update(
             hires_params(hires_scale, hires_size, hires_upscaler, hires_steps, hires_denoise)
         )
+    if style:
+        from sdcpp_service.styles import apply_styles
+
+        prompt, params["negative_prompt"] = apply_styles(prompt, negative, style)
     ensure_model(model, pull)
     run(prompt, model, output, force, as_json, load, params)
