@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._interrupt import interruptible
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
     FlashAttnOpt,
@@ -66,9 +67,10 @@ def run(
     slot = load.pop("slot", None)
     load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
     params = {k: v for k, v in params.items() if v is not None}
-    with Pipeline.load(model, slot=slot, **load) as pipe:
+    with interruptible(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
-        with Bar(enabled=sys.stderr.isatty() and not as_json) as bar:
+        tty = sys.stderr.isatty()
+        with Bar(enabled=tty and not as_json, lines=not tty) as bar:
             result = pipe.run(request, progress=bar)
     paths = output_paths(output, len(result.images), result.seeds, force)
     for image, seed, path in zip(result.images, result.seeds, paths, strict=True):

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
+from sdcpp_service.cli._interrupt import interruptible
 from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt
 from sdcpp_service.cli._pull import PullOpt, ensure_model
 
@@ -101,13 +102,16 @@ def upscale(
         raise fail("no images found in the given inputs")
     ensure_model(model, pull, kind="upscaler")
     path = resolve_upscaler(model, settings)
-    with Upscaler(path, settings.default_threads, tile) as up:
+    with interruptible(), Upscaler(path, settings.default_threads, tile) as up:
         label = f"{scale:g}" if scale is not None else str(up.factor)
         plan = [(src, output_for(src, output, len(sources) > 1, label)) for src in sources]
         for _, dst in plan:
             if dst.exists() and not force:
                 raise OutputExists(dst)
-        for src, dst in _track(plan, enabled=sys.stderr.isatty() and not as_json):
+        tty = sys.stderr.isatty()
+        for src, dst in _track(plan, enabled=tty and not as_json):
+            if not tty:  # progress still shows in a log: one line per image
+                typer.echo(f"upscaling {src}…", err=True)
             image = load_image(src, "image", mode="auto")
             out = up.upscale(image, scale)
             parameters = image.info.get("parameters")

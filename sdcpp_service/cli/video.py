@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._interrupt import interruptible
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
     FlashAttnOpt,
@@ -55,7 +56,8 @@ def run(
     load = {k: v for k, v in load.items() if v or v is False and k == "t5xxl"}
     params = {k: v for k, v in params.items() if v is not None}
     settings = Settings.from_env()
-    with VideoBar(enabled=sys.stderr.isatty() and not as_json) as bar:
+    tty = sys.stderr.isatty()
+    with interruptible(), VideoBar(enabled=tty and not as_json, lines=not tty) as bar:
         result = generate_video(
             prompt, model, output, force=force, progress=bar, settings=settings, **load, **params
         )

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ class EngineLog:
     def __init__(self, nat: Native) -> None:
         self.lines: deque[tuple[int, int, str]] = deque(maxlen=500)
         self.seq = 0
+        #: called with every line (the progress hub names its stage from them)
+        self.listeners: list[Callable[[str], None]] = []
         self._lib = nat.lib
         self._cb = nat.lib.sd_log_callback(self._on_log)
         self.install()
@@ -56,6 +58,8 @@ class EngineLog:
             self.seq += 1
             self.lines.append((self.seq, level, line))
             log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", line)
+            for listener in self.listeners:
+                listener(line)
 
     def mark(self) -> int:
         return self.seq
@@ -69,6 +73,16 @@ class EngineLog:
         return errors[-1].split("] ", 1)[-1].strip() if errors else ""
 
 
+#: Engine log lines that start a stage, → the stage's name in progress reports. The engine
+#: reports LoRA and tensor loading through the same callback as sampling steps.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("loading LoRA from", "loading LoRA"),
+    ("apply lora", "loading LoRA"),
+    ("sampling", "sampling"),  # "sampling using …" and "sampling(high noise) using …"
+    ("decoding ", "decoding"),
+)
+
+
 class ProgressHub:
     """The single native progress callback of this process, dispatching to the current job."""
 
@@ -78,6 +92,7 @@ class ProgressHub:
         self.phase = "sampling"
         self.total = 0
         self.eta = 0.0
+        self.preview_interval = 1
         self._lib = nat.lib
         self._cb = nat.lib.sd_progress_callback(self._on_progress)
         self._preview_cb = nat.lib.sd_preview_callback(self._on_preview)
@@ -90,7 +105,8 @@ class ProgressHub:
         from sdcpp_service.types import Progress
 
         elapsed = time.perf_counter() - self.started
-        eta = max(0.0, (steps - step) * float(seconds_per_step))
+        # At step 0 the engine's loading reports divide by ~0 (elapsed / 1e-6 s per step).
+        eta = max(0.0, (steps - step) * float(seconds_per_step)) if step > 0 else 0.0
         self.total, self.eta = steps, eta
         try:
             target(Progress(step, steps, elapsed, eta, self.phase))
@@ -102,6 +118,8 @@ class ProgressHub:
         target = self.target
         if target is None or count < 1 or not frames or not frames[0].data:
             return
+        if abs(step) % self.preview_interval:  # the pinned engine ignores its own interval
+            return
         from sdcpp_service.types import Progress
 
         try:
@@ -110,6 +128,16 @@ class ProgressHub:
             target(Progress(step, self.total, elapsed, self.eta, "preview", preview))
         except Exception:  # never let a Python error unwind through C frames
             log.exception("preview callback failed")
+
+    def note_log(self, line: str) -> None:
+        """Name the stage from the engine's log (only while a job is attached)."""
+        if self.target is None:
+            return
+        text = line.split(" - ", 1)[-1].lstrip()  # "stable-diffusion.cpp:2814 - sampling …"
+        for prefix, stage in STAGES:
+            if text.startswith(prefix):
+                self.phase = stage
+                return
 
     @contextmanager
     def attached(
@@ -122,6 +150,7 @@ class ProgressHub:
         """Route progress (and, with ``preview_mode`` > 0, preview images) to ``target``."""
         self.target, self.started, self.phase = target, time.perf_counter(), phase
         self.total, self.eta = 0, 0.0
+        self.preview_interval = max(1, preview_interval)
         self._lib.sd_set_progress_callback(self._cb, None)
         if preview_mode and target is not None:
             self._lib.sd_set_preview_callback(
@@ -142,6 +171,7 @@ class Runtime:
         self.native = native()
         self.log = EngineLog(self.native)
         self.progress = ProgressHub(self.native)
+        self.log.listeners.append(self.progress.note_log)
 
 
 _RUNTIME: list[Runtime] = []

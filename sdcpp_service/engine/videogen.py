@@ -282,6 +282,9 @@ def two_stage(progress: ProgressCallback, total: int) -> ProgressCallback:
     state = {"offset": 0, "step": 0, "total": 0, "stage": 0}
 
     def report(p: Progress) -> None:
+        if p.phase != "sampling":  # loading LoRAs, decoding: their own counts
+            progress(p)
+            return
         if p.phase == "sampling" and p.step < state["step"]:  # the next sampler started
             state["offset"] += state["total"]
             state["stage"] += 1
