@@ -21,7 +21,7 @@ from sdcpp_service.errors import SdcppError
 from sdcpp_service.server import errors
 from sdcpp_service.server.engine import Engine, PipelineEngine
 from sdcpp_service.server.options import ServerOptions
-from sdcpp_service.server.routes import a1111, native, openai
+from sdcpp_service.server.routes import a1111, native, openai, sdserver
 from sdcpp_service.server.security import Guard
 from sdcpp_service.server.service import Service
 
@@ -57,6 +57,7 @@ def create_app(
         *native.routes(),
         *a1111.routes(),
         *openai.routes(),
+        *sdserver.routes(),
     ]
     guard = Middleware(
         Guard,

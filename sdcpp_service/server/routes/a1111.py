@@ -18,6 +18,7 @@ from sdcpp_service import styles
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server import a1111_options, fields
 from sdcpp_service.server import prepare as checks
+from sdcpp_service.server import sdserver_schema as schema
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.routes import a1111_results as results
 from sdcpp_service.server.routes.common import json_body, run_sync, service
@@ -128,6 +129,15 @@ def _styles(
     return list(wanted)
 
 
+def _loras(items: Any, errors: dict[str, str]) -> list[tuple[str, float]]:
+    """sd-server's structured ``lora: [{path, multiplier}]`` (A1111 itself takes prompt tags)."""
+    if not items:
+        return []
+    _, _, loras, problems = schema.native_values({"lora": items})
+    errors.update(problems)
+    return loras
+
+
 def _from_options(svc: Service, values: dict[str, Any], load: dict[str, str | bool]) -> None:
     """What the stored A1111 options say for a request that does not say it itself."""
     options = svc.a1111_options
@@ -147,7 +157,8 @@ async def _generate(request: Request, img2img: bool) -> Response:
     body = await json_body(request)
     values, errors = _values(body, img2img)
     used_styles = _styles(svc, body, values, errors)
-    raw: dict[str, Any] = {}
+    raw, loras = schema.apply_extra_args(values, errors)
+    loras += _loras(body.get("lora"), errors)
     if img2img:
         inits = body.get("init_images") or []
         if not isinstance(inits, list) or not inits:
@@ -172,7 +183,7 @@ async def _generate(request: Request, img2img: bool) -> Response:
     kind = "inpaint" if "mask" in images else ("img2img" if img2img else "txt2img")
     _previews(svc, values)
     try:
-        job = checks.prepare(svc, kind, values, images, [], model, load, errors)
+        job = checks.prepare(svc, kind, values, images, loras, model, load, errors)
     except ValidationFailed as exc:
         raise _a1111_errors(exc) from None
     save = body.get("save_images") is True

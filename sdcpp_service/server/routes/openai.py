@@ -22,6 +22,7 @@ from starlette.routing import Route
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server import fields, models
 from sdcpp_service.server import prepare as checks
+from sdcpp_service.server import sdserver_schema as schema
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.routes.common import encode, json_body, run_sync, service
@@ -52,6 +53,9 @@ def _common(body: dict[str, Any], errors: dict[str, str]) -> tuple[dict[str, Any
     values, problems = fields.parse(ext)
     errors.update(problems)
     values["prompt"] = prompt if isinstance(prompt, str) else ""
+    raw, loras = schema.apply_extra_args(values, errors)
+    if raw:
+        errors["prompt"] = "images go in the request itself, not in <sd_cpp_extra_args>"
     n = body.get("n", 1)
     try:
         values["batch"] = fields.coerce(
@@ -72,6 +76,7 @@ def _common(body: dict[str, Any], errors: dict[str, str]) -> tuple[dict[str, Any
     if quality is not None and not (isinstance(quality, int) and 0 <= quality <= 100):
         errors["output_compression"] = "must be a whole number between 0 and 100"
     out = {"format": fmt or "png", "response_format": response_format, "quality": quality}
+    out["loras"] = loras
     return values, out
 
 
@@ -133,7 +138,7 @@ async def generations(request: Request) -> Response:
     errors: dict[str, str] = {}
     values, out = _common(body, errors)
     model = _model(svc, body.get("model"), errors)
-    job = checks.prepare(svc, "txt2img", values, {}, [], model, None, errors)
+    job = checks.prepare(svc, "txt2img", values, {}, out["loras"], model, None, errors)
     return await _finish(request, svc, job, {}, out)
 
 
@@ -192,7 +197,7 @@ async def edits(request: Request) -> Response:
     if "mask" in images:
         images["mask"] = await asyncio.to_thread(_openai_mask, images["mask"])  # type: ignore[arg-type]
     model = _model(svc, body.get("model"), errors)
-    job = checks.prepare(svc, kind, values, images, [], model, None, errors)
+    job = checks.prepare(svc, kind, values, images, out["loras"], model, None, errors)
     return await _finish(request, svc, job, images, out)
 
 

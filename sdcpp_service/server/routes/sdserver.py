@@ -1,0 +1,343 @@
+"""sd-server's own API (``/sdcpp/v1``, the vendored engine's ``examples/server/api.md``) with
+sd-server's shapes, so its web frontend and scripts written for it work unchanged:
+``capabilities``, async ``img_gen`` / ``vid_gen`` jobs (202 + ``poll_url``), ``jobs/{id}`` and
+``jobs/{id}/cancel``. Errors are sd-server's ``{"error": "..."}`` (400, 404, 429). Unlike
+sd-server, a job that is generating can be cancelled too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sdcpp_service.errors import InvalidRequest, SdcppError
+from sdcpp_service.server import fields, models
+from sdcpp_service.server import prepare as checks
+from sdcpp_service.server import sdserver_schema as schema
+from sdcpp_service.server.errors import NotFound, QueueFull, ValidationFailed
+from sdcpp_service.server.jobs import Job
+from sdcpp_service.server.routes.common import json_body, service
+from sdcpp_service.server.service import Service, decode
+
+BASE = "/sdcpp/v1"
+_STATUS = {"running": "generating"}
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _outputs(request: Request) -> dict[str, dict[str, Any]]:
+    """Per-job output options (format, compression, metadata), kept on the app."""
+    state = request.app.state
+    if not hasattr(state, "sdcpp_outputs"):
+        state.sdcpp_outputs = {}
+    found: dict[str, dict[str, Any]] = state.sdcpp_outputs
+    return found
+
+
+def _is_video(entry: models.ModelEntry) -> bool:
+    return (entry.arch or "").startswith("wan")
+
+
+def _model(svc: Service, body: dict[str, Any], video: bool) -> str | None:
+    """The model to run: ``model`` if given; else the default one, or for vid_gen the first
+    video model when the default cannot make videos."""
+    given = body.get("model")
+    if isinstance(given, str) and given:
+        return given
+    if not video:
+        return None
+    entries = [e for e in models.scan(svc.settings) if e.kind in models.MAIN_KINDS]
+    default = svc.default_model()
+    for entry in sorted(entries, key=lambda e: str(e.path) != default):  # the default first
+        if _is_video(entry):
+            return entry.name
+    raise InvalidRequest("model", "none of this server's models makes videos (add a Wan model)")
+
+
+async def _submit(request: Request, video: bool) -> Response:
+    svc = service(request)
+    try:
+        body = await json_body(request)
+    except ValidationFailed:
+        return _error(400, "invalid json")
+    if not body:
+        return _error(400, "empty body")
+    values, raw, loras, errors = schema.native_values(body, video)
+    load = schema.load_slots(body, errors)
+    images, problems = await decode(svc, raw)
+    errors.update(problems)
+    parsed, problems = fields.parse(values, {**fields.GENERATION, **fields.KIND_FIELDS})
+    errors.update(problems)
+    try:
+        model = _model(svc, body, video)
+    except InvalidRequest as exc:
+        errors[exc.field] = exc.reason
+        model = None
+    try:
+        kind = "video" if video else schema.image_kind(images)
+        job = checks.prepare(svc, kind, parsed, images, loras, model, load, errors)
+        live = svc.submit(job, images)
+    except ValidationFailed as exc:
+        named = schema.their_names(exc.errors)
+        text = "; ".join(f"{k}: {v}" for k, v in named.items())
+        return _error(400, text, fields=named)
+    except QueueFull:
+        return _error(429, "job queue is full")
+    except InvalidRequest as exc:
+        field = schema.their_names({exc.field: exc.reason})
+        return _error(400, f"{exc.field}: {exc.reason}", fields=field)
+    _outputs(request)[job.id] = {
+        "format": body.get("output_format") or ("webm" if video else "png"),
+        "compression": body.get("output_compression", 100),
+        "metadata": body.get("embed_image_metadata", True) is not False,
+    }
+    kind_name = "vid_gen" if video else "img_gen"
+    return JSONResponse(
+        {
+            "id": live.job.id,
+            "kind": kind_name,
+            "status": "queued",
+            "created": int(live.job.created),
+            "poll_url": f"{BASE}/jobs/{live.job.id}",
+        },
+        status_code=202,
+    )
+
+
+async def img_gen(request: Request) -> Response:
+    return await _submit(request, video=False)
+
+
+async def vid_gen(request: Request) -> Response:
+    return await _submit(request, video=True)
+
+
+def _encode_image(data: bytes, fmt: str, compression: Any, metadata: bool) -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    if fmt == "png" and metadata:
+        return data
+    with Image.open(io.BytesIO(data)) as im:
+        image = im.copy()
+    out = io.BytesIO()
+    if fmt == "png":
+        image.save(out, format="PNG", pnginfo=PngImagePlugin.PngInfo())
+    else:
+        quality = max(0, min(100, int(compression))) if isinstance(compression, int) else 90
+        image.convert("RGB").save(out, format=fmt.upper(), quality=quality)
+    return out.getvalue()
+
+
+def _result(svc: Service, job: Job, options: dict[str, Any]) -> dict[str, Any]:
+    result = job.result or {}
+    outputs = result.get("outputs", [])
+    if job.kind == "video":
+        path = svc.output_path(outputs[0])
+        fmt = path.suffix.lstrip(".")
+        fps = result.get("fps", job.params.get("fps"))
+        return {
+            "output_format": fmt,
+            "mime_type": schema.VIDEO_FORMATS.get(fmt, "application/octet-stream"),
+            "fps": int(fps) if isinstance(fps, float) and fps.is_integer() else fps,
+            "frame_count": result.get("frames", job.params.get("frames")),
+            "b64_json": base64.b64encode(path.read_bytes()).decode(),
+        }
+    fmt = str(options.get("format", "png"))
+    images = []
+    for i, name in enumerate(outputs):
+        data = svc.output_path(name).read_bytes()
+        data = _encode_image(data, fmt, options.get("compression"), options.get("metadata", True))
+        images.append({"index": i, "b64_json": base64.b64encode(data).decode()})
+    return {"output_format": fmt, "images": images}
+
+
+def job_json(svc: Service, job: Job, options: dict[str, Any]) -> dict[str, Any]:
+    """A job in sd-server's shape."""
+    queue = [live.job.id for live in svc.scheduler.queue]
+    error = None
+    if job.state == "cancelled":
+        error = {"code": "cancelled", "message": "job cancelled by client"}
+    elif job.state == "failed":
+        message = (job.error or {}).get("message", "generation failed")
+        error = {"code": "generation_failed", "message": message}
+    return {
+        "id": job.id,
+        "kind": "vid_gen" if job.kind == "video" else "img_gen",
+        "status": _STATUS.get(job.state, job.state),
+        "created": int(job.created),
+        "started": int(job.started) if job.started else None,
+        "completed": int(job.finished) if job.finished else None,
+        "queue_position": queue.index(job.id) + 1 if job.id in queue else 0,
+        "result": _result(svc, job, options) if job.state == "completed" else None,
+        "error": error,
+    }
+
+
+async def get_job(request: Request) -> Response:
+    svc = service(request)
+    try:
+        job = svc.job(request.path_params["id"])
+    except NotFound:
+        return _error(404, "job not found")
+    options = _outputs(request).get(job.id, {})
+    try:
+        data = await asyncio.to_thread(job_json, svc, job, options)
+    except NotFound:  # its files were removed by the retention
+        return _error(410, "job expired")
+    return JSONResponse(data)
+
+
+async def cancel_job(request: Request) -> Response:
+    svc = service(request)
+    try:
+        job = svc.scheduler.cancel(request.path_params["id"])
+    except NotFound:
+        return _error(404, "job not found")
+    for _ in range(200):  # a generating job stops within moments (its worker is stopped)
+        if job.state not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.025)
+    return JSONResponse(job_json(svc, job, _outputs(request).get(job.id, {})))
+
+
+def _defaults(svc: Service, video: bool) -> dict[str, Any]:
+    """sd-server's default request body, filled with the default model's defaults."""
+    from sdcpp_service.models import inspect
+
+    steps, cfg, width, height, sampler = 20, 7.0, 512, 512, "euler_a"
+    try:
+        info = inspect(svc.default_model())
+        if info.defaults is not None:
+            d = info.defaults
+            steps, cfg, width, height = d.steps, d.cfg_scale, d.width, d.height
+            sampler = d.sampler or sampler
+    except SdcppError:
+        pass
+    guidance: dict[str, Any] = {"txt_cfg": cfg, "img_cfg": None, "distilled_guidance": 3.5}
+    guidance["slg"] = {"layers": [7, 8, 9], "layer_start": 0.01, "layer_end": 0.2, "scale": 0.0}
+    sample = {
+        "scheduler": "default",
+        "sample_method": sampler,
+        "sample_steps": steps,
+        "eta": None,
+        "shifted_timestep": 0,
+        "flow_shift": None,
+        "guidance": guidance,
+    }
+    base: dict[str, Any] = {
+        "prompt": "",
+        "negative_prompt": "",
+        "clip_skip": -1,
+        "width": width,
+        "height": height,
+        "strength": 0.75,
+        "seed": -1,
+        "sample_params": sample,
+        "vae_tiling_params": {
+            "enabled": False,
+            "tile_size_x": 0,
+            "tile_size_y": 0,
+            "target_overlap": 0.5,
+            "rel_size_x": 0.0,
+            "rel_size_y": 0.0,
+        },
+        "cache_mode": "disabled",
+        "cache_option": "",
+        "scm_mask": "",
+        "scm_policy_dynamic": True,
+        "output_format": "webm" if video else "png",
+        "output_compression": 100,
+    }
+    if video:
+        extra = {"video_frames": 33, "fps": 16, "moe_boundary": 0.875, "vace_strength": 1.0}
+        return {**base, **extra, "high_noise_sample_params": {**sample, "sample_steps": -1}}
+    hires = {
+        "enabled": False,
+        "upscaler": "Latent",
+        "scale": 2.0,
+        "target_width": 0,
+        "target_height": 0,
+        "steps": 0,
+        "denoising_strength": 0.7,
+        "upscale_tile_size": 128,
+    }
+    extra = {"batch_count": 1, "auto_resize_ref_image": True, "increase_ref_index": False}
+    return {**base, **extra, "control_strength": 0.9, "hires": hires}
+
+
+async def capabilities(request: Request) -> Response:
+    return JSONResponse(await asyncio.to_thread(_capabilities, service(request)))
+
+
+def _capabilities(svc: Service) -> dict[str, Any]:
+    entries = models.scan(svc.settings)
+    mains = [e for e in entries if e.kind in models.MAIN_KINDS]
+    try:
+        default = svc.default_model()
+    except InvalidRequest:
+        default = ""
+    current = next((e for e in mains if str(e.path) == default), None)
+    modes = ["img_gen"] if any(not _is_video(e) for e in mains) else []
+    modes += ["vid_gen"] if any(_is_video(e) for e in mains) else []
+    mode = "vid_gen" if current is not None and _is_video(current) else "img_gen"
+    img_features = ["init_image", "mask_image", "control_image", "ref_images", "lora"]
+    img_features += ["vae_tiling", "hires", "cache", "cancel_queued", "cancel_generating"]
+    vid_features = ["init_image", "end_image", "control_frames", "high_noise_sample_params"]
+    vid_features += ["lora", "vae_tiling", "cache", "cancel_queued", "cancel_generating"]
+    defaults = {"img_gen": _defaults(svc, False), "vid_gen": _defaults(svc, True)}
+    formats = {"img_gen": list(schema.IMAGE_FORMATS), "vid_gen": list(schema.VIDEO_FORMATS)}
+    features = {
+        "img_gen": dict.fromkeys(img_features, True),
+        "vid_gen": dict.fromkeys(vid_features, True),
+    }
+    info = svc.worker.info
+    latent = ["Latent", "Latent (nearest)", "Latent (nearest-exact)", "Latent (antialiased)"]
+    latent += ["Latent (bicubic)", "Latent (bicubic antialiased)"]
+    upscalers = ["None", "Lanczos", "Nearest", *latent]
+    upscalers += [e.name for e in entries if e.kind == "upscaler"]
+    pixels = svc.options.max_pixels
+    return {
+        "model": {
+            "name": current.name if current else "",
+            "stem": current.path.stem if current else "",
+            "path": str(current.path) if current else "",
+        },
+        "current_mode": mode,
+        "supported_modes": modes,
+        "defaults": defaults[mode],
+        "output_formats": formats[mode],
+        "features": features[mode],
+        "defaults_by_mode": defaults,
+        "output_formats_by_mode": formats,
+        "features_by_mode": features,
+        "samplers": list(info.get("samplers") or []),
+        "schedulers": list(info.get("schedulers") or []),
+        "loras": [{"name": e.path.stem, "path": str(e.path)} for e in entries if e.kind == "lora"],
+        "upscalers": [{"name": n} for n in upscalers],
+        "limits": {
+            "min_width": 64,
+            "max_width": min(8192, pixels // 64),
+            "min_height": 64,
+            "max_height": min(8192, pixels // 64),
+            "max_batch_count": 64,
+            "max_queue_size": svc.options.max_queue,
+        },
+    }
+
+
+def routes() -> list[Route]:
+    return [
+        Route(f"{BASE}/capabilities", capabilities, methods=["GET"]),
+        Route(f"{BASE}/img_gen", img_gen, methods=["POST"]),
+        Route(f"{BASE}/vid_gen", vid_gen, methods=["POST"]),
+        Route(f"{BASE}/jobs/{{id}}", get_job, methods=["GET"]),
+        Route(f"{BASE}/jobs/{{id}}/cancel", cancel_job, methods=["POST"]),
+    ]
