@@ -7,6 +7,8 @@ Environment variables (all optional):
   (default: ``$XDG_DATA_HOME/sdcpp-service`` or ``~/.local/share/sdcpp-service``).
 - ``SDCPP_THREADS``: engine thread count (default: physical cores).
 - ``SDCPP_DEBUG``: ``1`` shows tracebacks in the CLI.
+- ``SD_VK_DEVICE``: the engine's own choice of Vulkan device (read by the engine; mirrored by
+  ``sdcpp info`` to say which device runs).
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def engine_vk_device(env: Mapping[str, str] | None = None) -> str:
+    """``SD_VK_DEVICE`` as the engine reads it (``sd_get_default_backend`` in src/util.cpp)."""
+    return (os.environ if env is None else env).get("SD_VK_DEVICE", "").strip()
 
 
 @dataclass(frozen=True)

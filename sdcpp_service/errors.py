@@ -14,7 +14,10 @@
     │   ├── EngineNotInstalled      the bindings cannot be imported
     │   └── Cancelled               a job was cancelled
     ├── OutputExists                refusing to overwrite a file (``path``)
-    └── ConvertError                conversion failed (``path``)
+    ├── ConvertError                conversion failed (``path``)
+    └── BackendError                building the engine for a backend preset (``preset``)
+        ├── ToolchainMissing        the preflight found missing pieces (``missing``)
+        └── BuildFailed             the build ran and failed (``error_line``, ``log_path``)
 
 Messages are made where the error is raised, short and actionable; the edges (CLI, HTTP)
 only choose an exit code or a status from the class.
@@ -142,3 +145,35 @@ class ConvertError(SdcppError):
         super().__init__(f"{path}: {message}")
         self.path = str(path)
         self.reason = message
+
+
+class BackendError(SdcppError):
+    """Building the engine bindings for a backend preset went wrong."""
+
+    def __init__(self, preset: str, message: str) -> None:
+        super().__init__(message)
+        self.preset = preset
+
+
+class ToolchainMissing(BackendError):
+    """The preset's preflight found pieces missing; nothing was built."""
+
+    def __init__(self, preset: str, missing: list[str]) -> None:
+        super().__init__(
+            preset,
+            f"the {preset} build needs {len(missing)} missing piece(s) (listed above); "
+            "install them, or pass --force to build anyway",
+        )
+        self.missing = list(missing)
+
+
+class BuildFailed(BackendError):
+    """The build ran and failed; ``error_line`` is its last compiler error."""
+
+    def __init__(self, preset: str, code: int, error_line: str, log_path: str | Path) -> None:
+        super().__init__(
+            preset, f"the {preset} build failed (exit {code}): {error_line}; full log: {log_path}"
+        )
+        self.code = code
+        self.error_line = error_line
+        self.log_path = str(log_path)

@@ -26,6 +26,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ConvertError, 5),
     (errors.EngineNotInstalled, 6),
     (errors.EngineError, 7),
+    (errors.BackendError, 8),
     (errors.SdcppError, 1),
 )
 

@@ -7,6 +7,9 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from sdcpp_service.backends import preset_for_backends
+from sdcpp_service.config import engine_vk_device
+from sdcpp_service.engine.devices import engine_device, list_devices
 from sdcpp_service.errors import EngineNotInstalled
 
 INSTALL_HINT = (
@@ -51,13 +54,19 @@ def system_info() -> dict[str, Any]:
             if key and value.strip() in ("0", "1"):
                 features[key] = value.strip() == "1"
     so_path = str(getattr(lib._lib, "_name", ""))
+    compiled = compiled_backends(so_path)
+    devices = list_devices(lib._lib)
+    used = engine_device(devices, engine_vk_device())
     return {
         "bindings_version": bindings_version(),
         "engine_version": lib.sd_version().decode("utf-8", "replace"),
         "engine_commit": lib.sd_commit().decode("utf-8", "replace"),
         "system_info": raw,
         "features": features,
-        "backends": compiled_backends(so_path),
+        "backends": compiled,
+        "backend": preset_for_backends(compiled).name,
+        "devices": [d.as_dict() for d in devices],
+        "device": used.as_dict() if used else None,
         "physical_cores": int(lib.sd_get_num_physical_cores()),
         "library": so_path,
     }
@@ -77,7 +86,7 @@ def compiled_backends(so_path: str) -> list[str]:
         ("cuda", b"ggml_backend_cuda_init"),
         ("vulkan", b"ggml_backend_vk_init"),
         ("metal", b"ggml_backend_metal_init"),
-        ("hip", b"ggml_backend_hip"),
+        ("hip", b"amdhip64"),  # ggml's HIP build reuses the CUDA names; it links the HIP runtime
         ("sycl", b"ggml_backend_sycl_init"),
         ("opencl", b"ggml_backend_opencl_init"),
         ("blas", b"ggml_backend_blas_init"),

@@ -106,6 +106,14 @@ def test_sse_steps_rise(client: TestClient) -> None:
     assert kinds.index("started") < kinds.index("progress")
 
 
+def test_system_names_backend_and_device(client: TestClient) -> None:
+    deadline = time.monotonic() + 120
+    while not (engine := client.get("/system").json()["engine"]) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker reports its engine once it has started
+    assert engine["backend"] in ("cpu", "openblas", "cuda", "vulkan", "metal", "hipblas", "sycl")
+    assert engine["device"] in engine["devices"]
+
+
 def test_cancel_running_job_then_next_runs(client: TestClient) -> None:
     slow = client.post("/api/v1/jobs", json={**SMALL, "steps": 8}).json()
     wait_progress(client, slow["id"])
