@@ -6,7 +6,7 @@ The documented library surface is exactly ``__all__``::
 
     with sdcpp_service.Pipeline.load("models/sd15.safetensors") as pipe:
         image = pipe.generate("a lighthouse at dawn", steps=20, seed=42)[0]
-        image.save("out.png", pnginfo=...)  # image.info["parameters"] holds A1111 infotext
+        image.save("out.png")  # keeps image.info["parameters"], the A1111 infotext
 
 Heavy members are imported on first use, so ``import sdcpp_service`` stays cheap.
 """

@@ -91,7 +91,7 @@ def upscale(
 
     from sdcpp_service.config import Settings
     from sdcpp_service.engine.images import load_image, save_image
-    from sdcpp_service.engine.upscale import Upscaler, resolve_upscaler
+    from sdcpp_service.engine.upscale import Upscaler, resolve_upscaler, upscale_infotext
     from sdcpp_service.errors import OutputExists
 
     settings = Settings.from_env()
@@ -114,9 +114,7 @@ def upscale(
                 typer.echo(f"upscaling {src}…", err=True)
             image = load_image(src, "image", mode="auto")
             out = up.upscale(image, scale)
-            parameters = image.info.get("parameters")
-            note = f"Postprocess upscale by: {label}, Postprocess upscaler: {Path(path).stem}"
-            text = f"{parameters}, {note}" if isinstance(parameters, str) else note
+            text = upscale_infotext(image.info.get("parameters"), label, path)
             save_image(out, dst, text, {"upscaled_from": str(src), "model": path}, force=force)
             if as_json:
                 record = {

@@ -170,6 +170,59 @@ def png_info(parameters: str, extra: Mapping[str, Any] | None = None) -> PngImag
     return info
 
 
+def metadata_params(
+    fmt: str, parameters: str | None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``Image.save`` arguments that carry the infotext: a PNG ``parameters`` text chunk (plus
+    ``sdcpp`` JSON), or for JPEG/WebP the EXIF UserComment, where A1111 puts it."""
+    if parameters is None:
+        return {}
+    if fmt.upper() == "PNG":
+        return {"pnginfo": png_info(parameters, extra)}
+    if fmt.upper() in ("JPEG", "WEBP"):
+        exif = Image.Exif()
+        exif[0x9286] = parameters
+        return {"exif": exif.tobytes()}
+    return {}
+
+
+def _format_for(fp: Any, format: str | None) -> str:
+    if format:
+        return format.upper()
+    name = os.fspath(fp) if isinstance(fp, (str, os.PathLike)) else getattr(fp, "name", "")
+    Image.init()
+    suffix = os.path.splitext(str(name))[1].lower()
+    return Image.registered_extensions().get(suffix, "PNG")
+
+
+class GeneratedImage(Image.Image):
+    """A PIL image whose ``save`` keeps its metadata, as the CLI writes it: the A1111 infotext
+    (``info["parameters"]``) as a PNG text chunk with the full parameters (``info["sdcpp"]``) as
+    JSON, or in the EXIF UserComment for JPEG/WebP. Pass ``pnginfo=``/``exif=`` to write your
+    own instead."""
+
+    @classmethod
+    def adopt(cls, image: Image.Image) -> GeneratedImage:
+        """``image`` as a GeneratedImage (a plain in-memory PIL image changes class in place)."""
+        if type(image) is not Image.Image:
+            info = dict(image.info)
+            image = image.copy()
+            image.info.update(info)
+        image.__class__ = cls
+        return image  # type: ignore[return-value]
+
+    def save(self, fp: Any, format: str | None = None, **params: Any) -> None:
+        parameters = self.info.get("parameters")
+        if isinstance(parameters, str) and not {"pnginfo", "exif"} & params.keys():
+            extra = self.info.get("sdcpp")
+            params.update(
+                metadata_params(
+                    _format_for(fp, format), parameters, extra if isinstance(extra, dict) else None
+                )
+            )
+        super().save(fp, format, **params)
+
+
 def unique_path(path: Path) -> Path:
     """``path`` if free, else ``stem-1.ext``, ``stem-2.ext``, … (never overwrite)."""
     if not path.exists():
@@ -195,16 +248,10 @@ def save_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
     tmp = path.with_name(path.name + ".incomplete")
-    kwargs: dict[str, Any] = {}
-    if fmt == "PNG" and parameters is not None:
-        kwargs["pnginfo"] = png_info(parameters, extra)
-    elif parameters is not None:
-        exif = Image.Exif()
-        exif[0x9286] = parameters  # UserComment, where A1111 puts infotext for JPEG/WebP
-        kwargs["exif"] = exif.tobytes()
+    kwargs = metadata_params(fmt, parameters, extra)
     out = image.convert("RGB") if fmt == "JPEG" and image.mode != "RGB" else image
     try:
-        out.save(tmp, format=fmt, **kwargs)
+        Image.Image.save(out, tmp, format=fmt, **kwargs)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

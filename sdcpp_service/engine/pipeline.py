@@ -22,7 +22,7 @@ from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
 from sdcpp_service.engine.context import Context
 from sdcpp_service.engine.generate import generate, size_multiple
-from sdcpp_service.engine.images import infotext, load_image, size_for_image
+from sdcpp_service.engine.images import GeneratedImage, infotext, load_image, size_for_image
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.types import (
     COMPONENT_SLOTS,
@@ -121,11 +121,14 @@ class Pipeline:
         settings: Settings | None = None,
         hash_fn: HashFn | None = None,
         info: Any = None,
+        request_defaults: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.options = options
         self.info = info
         self._hash = hash_fn
+        #: generation parameters given to ``load`` (``vae_tiling=True``…): every request's default
+        self.request_defaults = dict(request_defaults or {})
         threads = options.threads or self.settings.default_threads
         self.context = Context(options, threads=threads)
 
@@ -140,22 +143,28 @@ class Pipeline:
     ) -> Pipeline:
         """Load ``model`` (a path or a catalog name). Keyword arguments are component files
         (``vae``, ``taesd``, ``clip_l``, ``clip_g``, ``t5xxl``, ``llm``, ``control_net``, …) and
-        load options (``threads``, ``offload_to_cpu``, ``flash_attn``, ``vae_tiling``…);
+        load options (``threads``, ``offload_to_cpu``, ``flash_attn``…); generation parameters
+        (``vae_tiling``, ``steps``, ``sampler``…) become the defaults of every request;
         ``slot="diffusion_model"`` forces the DiT loader slot."""
         settings = settings or Settings.from_env()
+        defaults = {
+            _ALIASES.get(k, k): components_and_options.pop(k)
+            for k in list(components_and_options)
+            if k not in _LOAD_FIELDS and _ALIASES.get(k, k) in _REQUEST_FIELDS - {"prompt"}
+        }
         options, info = plan_model(model, settings, slot=slot, **components_and_options)
         from sdcpp_service.models import hash_file
 
         def sha256(path: str) -> str:
             return hash_file(path, settings).sha256
 
-        return cls(options, settings, hash_fn=sha256, info=info)
+        return cls(options, settings, hash_fn=sha256, info=info, request_defaults=defaults)
 
     # -- generation -------------------------------------------------------------------------
 
     def request(self, prompt: str, **params: Any) -> GenerateRequest:
         """Build a :class:`GenerateRequest` from friendly arguments (validated by the engine)."""
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(self.request_defaults)
         for key, value in params.items():
             key = _ALIASES.get(key, key)
             if key not in _REQUEST_FIELDS:
@@ -201,6 +210,8 @@ class Pipeline:
             params = {**result.params, "seed": seed, "model": self.options.main_path}
             image.info["parameters"] = text
             image.info["sdcpp"] = params
+        # image.save("out.png") keeps the infotext, as the CLI writes it
+        result.images = [GeneratedImage.adopt(im) for im in result.images]
         return result
 
     def generate(

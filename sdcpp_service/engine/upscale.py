@@ -125,12 +125,27 @@ def upscale(
     settings: Settings | None = None,
 ) -> Image.Image:
     """Library entry point: upscale one image (path, bytes or PIL image) with an ESRGAN model."""
-    from sdcpp_service.engine.images import load_image
+    from sdcpp_service.engine.images import GeneratedImage, load_image
 
     settings = settings or Settings.from_env()
     source = load_image(image, "image", mode="auto")
     t0 = time.perf_counter()
-    with Upscaler(resolve_upscaler(model, settings), settings.default_threads, tile) as up:
+    path = resolve_upscaler(model, settings)
+    with Upscaler(path, settings.default_threads, tile) as up:
         out = up.upscale(source, scale)
-    out.info["sdcpp_seconds"] = time.perf_counter() - t0
-    return out
+        label = f"{scale:g}" if scale is not None else str(up.factor)
+    out.info["parameters"] = upscale_infotext(source.info.get("parameters"), label, path)
+    out.info["sdcpp"] = {
+        "upscaled_from": str(image) if isinstance(image, (str, Path)) else None,
+        "model": path,
+        "scale": float(scale if scale is not None else up.factor),
+        "seconds": time.perf_counter() - t0,
+    }
+    out.info["sdcpp_seconds"] = out.info["sdcpp"]["seconds"]
+    return GeneratedImage.adopt(out)  # .save() writes the infotext
+
+
+def upscale_infotext(parameters: object, label: str, model: str) -> str:
+    """The input's infotext (if any) plus A1111's ``Postprocess upscale by`` fields."""
+    note = f"Postprocess upscale by: {label}, Postprocess upscaler: {Path(model).stem}"
+    return f"{parameters}, {note}" if isinstance(parameters, str) else note
