@@ -40,7 +40,6 @@ RUN = (
     'sdcpp info --json',
     'sdcpp backend list',
     'sdcpp backend args cuda',
-    'sdcpp backend install cuda --dry-run',
     'sdcpp generate "a fox in snow" -m sd15 -W 512 -H 512 --steps 20 --cfg 7 --seed 42 -o fox.png',
     'sdcpp generate "a fox" -m sd15 -n "blurry" --sampler "DPM++ 2M" --scheduler karras --batch 4',
     'sdcpp generate "a fox <lora:detail:0.6>" -m sd15',

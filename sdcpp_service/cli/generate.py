@@ -70,7 +70,7 @@ def run(
     with interruptible(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()
-        with Bar(enabled=tty and not as_json, lines=not tty) as bar:
+        with Bar(enabled=tty and not as_json, lines=not tty and not as_json) as bar:
             result = pipe.run(request, progress=bar)
     paths = output_paths(output, len(result.images), result.seeds, force)
     for image, seed, path in zip(result.images, result.seeds, paths, strict=True):

@@ -110,7 +110,7 @@ def upscale(
                 raise OutputExists(dst)
         tty = sys.stderr.isatty()
         for src, dst in _track(plan, enabled=tty and not as_json):
-            if not tty:  # progress still shows in a log: one line per image
+            if not tty and not as_json:  # progress still shows in a log: a line per image
                 typer.echo(f"upscaling {src}…", err=True)
             image = load_image(src, "image", mode="auto")
             out = up.upscale(image, scale)

@@ -57,7 +57,7 @@ def run(
     params = {k: v for k, v in params.items() if v is not None}
     settings = Settings.from_env()
     tty = sys.stderr.isatty()
-    with interruptible(), VideoBar(enabled=tty and not as_json, lines=not tty) as bar:
+    with interruptible(), VideoBar(enabled=tty and not as_json, lines=not (tty or as_json)) as bar:
         result = generate_video(
             prompt, model, output, force=force, progress=bar, settings=settings, **load, **params
         )

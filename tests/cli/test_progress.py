@@ -4,6 +4,7 @@ every ``preview_interval`` steps, and without a terminal the CLI prints one line
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,26 +48,11 @@ def test_cli_prints_a_line_per_stage_without_a_terminal(
 ) -> None:
     monkeypatch.setenv("SDCPP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        app,
-        [
-            "generate",
-            "a fox",
-            "-m",
-            str(kit.path("sdxs")),
-            "--lora",
-            str(kit.path("lora_sd1")),
-            "-W",
-            "64",
-            "-H",
-            "64",
-            "--steps",
-            "3",
-            "-o",
-            "fox.png",
-            "--json",
-        ],  # fmt: skip
-    )
+    args = f"generate 'a fox' -m {kit.path('sdxs')} --lora {kit.path('lora_sd1')} -W 64 -H 64"
+    result = CliRunner().invoke(app, [*shlex.split(args), "--steps", "3", "-o", "fox.png"])
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == ["loading LoRA…", "sampling: 3 steps"]
-    assert result.stdout.count("\n") == 1 and result.stdout.startswith("{")
+    assert result.stdout.startswith("fox.png  seed ") and result.stdout.count("\n") == 1
+    quiet = CliRunner().invoke(app, [*shlex.split(args), "--steps", "1", "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == "" and quiet.stdout.startswith("{")  # --json: JSON lines only
