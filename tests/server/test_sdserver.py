@@ -242,3 +242,18 @@ def test_sdapi_structured_lora(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     r = client.post("/sdapi/v1/txt2img", json={**body, "lora": [{"path": "nope"}]})
     assert r.status_code == 422
+
+
+def test_cors_as_sdserver(client: TestClient) -> None:
+    """sd-server's frontend can be pointed at another origin: preflights and answers allow it."""
+    origin = {"Origin": "http://frontend.example:5173"}
+    pre = client.options(
+        "/sdcpp/v1/img_gen",
+        headers={**origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    )  # fmt: skip
+    assert pre.status_code == 200
+    assert pre.headers["access-control-allow-origin"] == origin["Origin"]
+    got = client.get("/sdcpp/v1/capabilities", headers=origin)
+    assert got.headers["access-control-allow-origin"] == origin["Origin"]
+    assert "access-control-allow-origin" not in client.get("/api/v1/models", headers=origin).headers

@@ -129,6 +129,21 @@ def _styles(
     return list(wanted)
 
 
+def _scripts(body: dict[str, Any], errors: dict[str, str]) -> None:
+    """No scripts are installed (``/sdapi/v1/scripts`` is empty): naming one is refused, as A1111
+    refuses a script it does not have, rather than silently ignored."""
+    name = body.get("script_name")
+    if name:
+        errors["script_name"] = f"Script '{name}' not found (this server has no scripts)"
+    always = body.get("alwayson_scripts")
+    if isinstance(always, dict) and always:
+        first = next(iter(always))
+        errors["alwayson_scripts"] = (
+            f"always on script {first} not found (this server has no scripts; ControlNet: "
+            "the native API's control_image/control_net)"
+        )
+
+
 def _loras(items: Any, errors: dict[str, str]) -> list[tuple[str, float]]:
     """sd-server's structured ``lora: [{path, multiplier}]`` (A1111 itself takes prompt tags)."""
     if not items:
@@ -156,6 +171,7 @@ async def _generate(request: Request, img2img: bool) -> Response:
     svc = service(request)
     body = await json_body(request)
     values, errors = _values(body, img2img)
+    _scripts(body, errors)
     used_styles = _styles(svc, body, values, errors)
     raw, loras = schema.apply_extra_args(values, errors)
     loras += _loras(body.get("lora"), errors)

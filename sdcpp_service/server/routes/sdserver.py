@@ -12,9 +12,11 @@ import base64
 import io
 from typing import Any
 
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from sdcpp_service.errors import InvalidRequest, SdcppError
 from sdcpp_service.server import fields, models
@@ -333,11 +335,21 @@ def _capabilities(svc: Service) -> dict[str, Any]:
     }
 
 
-def routes() -> list[Route]:
-    return [
-        Route(f"{BASE}/capabilities", capabilities, methods=["GET"]),
-        Route(f"{BASE}/img_gen", img_gen, methods=["POST"]),
-        Route(f"{BASE}/vid_gen", vid_gen, methods=["POST"]),
-        Route(f"{BASE}/jobs/{{id}}", get_job, methods=["GET"]),
-        Route(f"{BASE}/jobs/{{id}}/cancel", cancel_job, methods=["POST"]),
+def routes() -> list[BaseRoute]:
+    """The routes, under a mount that answers browsers from any origin as sd-server does (its
+    frontend can be pointed at another server: it sends CORS preflights)."""
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origin_regex=".*",
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    inner = [
+        Route("/capabilities", capabilities, methods=["GET"]),
+        Route("/img_gen", img_gen, methods=["POST"]),
+        Route("/vid_gen", vid_gen, methods=["POST"]),
+        Route("/jobs/{id}", get_job, methods=["GET"]),
+        Route("/jobs/{id}/cancel", cancel_job, methods=["POST"]),
     ]
+    return [Mount(BASE, routes=inner, middleware=[cors])]
