@@ -86,9 +86,16 @@ class Lora:
     path: str
     weight: float = 1.0
     high_noise: bool = False
+    #: the name the user gave (a tag's or ``--lora``'s), for the infotext; default: the stem
+    name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "weight": self.weight, "high_noise": self.high_noise}
+        return {
+            "path": self.path,
+            "weight": self.weight,
+            "high_noise": self.high_noise,
+            "name": self.name,
+        }
 
 
 @dataclass

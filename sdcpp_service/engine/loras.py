@@ -72,14 +72,33 @@ def resolve(name: str, dirs: Sequence[Path]) -> Path:
 def collect(
     prompt: str, loras: Sequence[tuple[str, float]], dirs: Sequence[Path]
 ) -> tuple[str, list[Lora]]:
-    """Merge prompt tags and a structured list into resolved :class:`Lora` items (summed weights
-    for repeats, order kept)."""
+    """Merge prompt tags and a structured list into resolved :class:`Lora` items (order kept).
+    The same LoRA twice (``--lora x --lora x``, or a tag and ``--lora``) is an error, not a
+    silent sum of the weights."""
     clean, tags = split_prompt(prompt)
-    weights: dict[str, float] = {}
+    items: dict[str, Lora] = {}
     for name, weight in [*loras, *tags]:
         high_noise = name.startswith("|high_noise|")
-        key = str(resolve(name.removeprefix("|high_noise|"), dirs).resolve())
-        tagged = ("H" if high_noise else "L") + key
-        weights[tagged] = weights.get(tagged, 0.0) + weight
-    items = [Lora(path=k[1:], weight=w, high_noise=k[0] == "H") for k, w in weights.items()]
-    return clean, items
+        given = name.removeprefix("|high_noise|")
+        key = ("H" if high_noise else "L") + str(resolve(given, dirs).resolve())
+        if key in items:
+            first = items[key]
+            raise InvalidRequest(
+                "lora",
+                f"'{given}' is given twice (weights {first.weight:g} and {weight:g}); "
+                "give it once with the weight you want",
+            )
+        items[key] = Lora(path=key[1:], weight=weight, high_noise=high_noise, name=given)
+    return clean, list(items.values())
+
+
+def tags(loras: Sequence[Lora]) -> str:
+    """``<lora:name:weight>`` tags for ``loras`` (as A1111 writes them in the prompt)."""
+    return " ".join(
+        f"<lora:{'|high_noise|' if lo.high_noise else ''}{display_name(lo)}:{lo.weight:g}>"
+        for lo in loras
+    )
+
+
+def display_name(lora: Lora) -> str:
+    return lora.name or Path(lora.path).stem

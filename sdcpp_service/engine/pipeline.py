@@ -230,7 +230,8 @@ class Pipeline:
             "Schedule type": names.scheduler_label(result.params["scheduler"]),
             "CFG scale": req.cfg_scale,
             "Seed": seed,
-            "Size": f"{size[0]}x{size[1]}",
+            # A1111 records the first pass's size; the hires fields say how it grew
+            "Size": f"{req.width}x{req.height}" if req.hires else f"{size[0]}x{size[1]}",
             "Model hash": self._hash(main)[:10] if self._hash else None,
             "Model": Path(main).stem,
         }
@@ -244,17 +245,22 @@ class Pipeline:
             fields["ControlNet"] = f"{Path(self.options.control_net).stem} ({req.control_strength})"
         if req.loras:
             fields["Lora hashes"] = ", ".join(
-                f"{Path(lo.path).stem}: {self._hash(lo.path)[:10] if self._hash else ''}"
+                f"{lora_mod.display_name(lo)}: {self._hash(lo.path)[:10] if self._hash else ''}"
                 for lo in req.loras
             )
         if req.hires:
-            fields["Hires upscaler"] = (
-                req.hires_model and Path(req.hires_model).stem or req.hires_upscaler
-            )
-            fields["Hires steps"] = req.hires_steps or None
             fields["Denoising strength"] = req.hires_denoise
+            if req.hires_width or req.hires_height:
+                fields["Hires resize"] = f"{req.hires_width}x{req.hires_height}"
+            else:
+                fields["Hires upscale"] = f"{req.hires_scale:g}"
+            fields["Hires steps"] = req.hires_steps or req.steps
+            upscaler = req.hires_model and Path(req.hires_model).stem or req.hires_upscaler
+            fields["Hires upscaler"] = upscaler[:1].upper() + upscaler[1:]
         fields["Version"] = f"sdcpp-service {__version__}"
-        return infotext(req.prompt, req.negative_prompt, fields)
+        # the LoRA tags stay in the prompt, as A1111 writes it (--lora ones appended)
+        prompt = " ".join(p for p in (req.prompt, lora_mod.tags(req.loras)) if p)
+        return infotext(prompt, req.negative_prompt, fields)
 
     # -- video ------------------------------------------------------------------------------
 

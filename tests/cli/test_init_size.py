@@ -121,3 +121,17 @@ def test_every_server_door_follows_the_init_image(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     edit = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
     assert edit.size == (128, 64)
+
+
+@pytest.mark.engine
+def test_openai_webp_and_jpeg_carry_the_infotext(client: TestClient) -> None:
+    for fmt in ("webp", "jpeg"):
+        r = client.post(
+            "/v1/images/generations",
+            json={"prompt": "a lighthouse", "size": "64x64", "steps": 1, "output_format": fmt},
+        )
+        assert r.status_code == 200, r.text
+        image = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+        assert image.format == fmt.upper()
+        text = image.getexif().get(0x9286)
+        assert isinstance(text, str) and text.startswith("a lighthouse\nSteps: 1,"), fmt

@@ -255,7 +255,7 @@ def test_progress_reports_each_step(sdxs: Pipeline) -> None:
 def test_hires_fix_reaches_target_size(sdxs: Pipeline, kit: Kit) -> None:
     latent = sdxs.generate("x", seed=1, hires=True, hires_scale=2.0, hires_steps=1, **SMALL)[0]
     assert latent.size == (128, 128)
-    assert "Hires upscaler: latent" in latent.info["parameters"]
+    assert "Hires upscaler: Latent" in latent.info["parameters"]
     model = sdxs.generate(
         "x",
         seed=1,

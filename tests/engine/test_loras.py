@@ -28,20 +28,26 @@ def test_parse_spec() -> None:
         loras.parse_spec("detail:abc")
 
 
-def test_collect_resolves_names_and_sums_repeats(tmp_path: Path) -> None:
+def test_collect_resolves_names_and_refuses_repeats(tmp_path: Path) -> None:
     (tmp_path / "loras" / "sub").mkdir(parents=True)
     a = tmp_path / "loras" / "detail.safetensors"
     b = tmp_path / "loras" / "sub" / "style.gguf"
     a.write_bytes(b"x")
     b.write_bytes(b"x")
-    clean, items = loras.collect(
-        "p <lora:detail:0.25> <lora:sub/style:1>", [("detail", 0.5)], [tmp_path / "loras"]
-    )
+    (tmp_path / "loras" / "alias.safetensors").symlink_to(a)
+    clean, items = loras.collect("p <lora:alias:0.25> <lora:sub/style:1>", [], [tmp_path / "loras"])
     assert clean == "p"
-    assert [(Path(i.path).name, i.weight) for i in items] == [
-        ("detail.safetensors", 0.75),
-        ("style.gguf", 1.0),
+    assert [(Path(i.path).name, i.weight, i.name) for i in items] == [
+        ("detail.safetensors", 0.25, "alias"),  # the file, and the name the user gave
+        ("style.gguf", 1.0, "sub/style"),
     ]
+    assert loras.tags(items) == "<lora:alias:0.25> <lora:sub/style:1>"
+    for prompt, given in (
+        ("p", [("detail", 0.5), ("detail", 0.5)]),
+        ("p <lora:alias:1>", [("detail", 1)]),
+    ):
+        with pytest.raises(InvalidRequest, match="is given twice"):
+            loras.collect(prompt, given, [tmp_path / "loras"])
 
 
 def test_unknown_lora_lists_known(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_hires_txt2img_and_preview(client: TestClient) -> None:
     image = unb64(r.json()["images"][0])
     assert image.size == (128, 128)
     assert json.loads(r.json()["info"])["width"] == 128
-    assert "Hires upscaler: latent" in image.info["parameters"]
+    assert "Hires upscaler: Latent" in image.info["parameters"]
     small = {"prompt": "x", "model": "sdxs", "width": 64, "height": 64, "steps": 2}
     job = client.post("/api/v1/jobs", json={**small, "preview": "proj"}).json()
     with client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as stream:

@@ -54,15 +54,21 @@ def encode(path: Path, fmt: str = "png", quality: int | None = None, thumb: int 
     """An output file re-encoded as ``fmt`` (png, jpeg, webp), optionally as a thumbnail."""
     from PIL import Image
 
+    from sdcpp_service.engine.images import metadata_params
+
+    if fmt == "png" and not thumb:
+        return path.read_bytes()
     with Image.open(path) as im:
         image = im.convert("RGB") if fmt != "png" else im.copy()
+        parameters = im.info.get("parameters")
     if thumb:
         image.thumbnail((thumb, thumb))
     out = io.BytesIO()
     kwargs: dict[str, Any] = {} if quality is None else {"quality": quality}
-    if fmt == "png" and not thumb:
-        return path.read_bytes()
-    image.save(out, format={"jpg": "JPEG"}.get(fmt, fmt.upper()), **kwargs)
+    pil_format = {"jpg": "JPEG"}.get(fmt, fmt.upper())
+    if isinstance(parameters, str) and not thumb:  # the infotext travels, as the CLI writes it
+        kwargs.update(metadata_params(pil_format, parameters))
+    image.save(out, format=pil_format, **kwargs)
     return out.getvalue()
 
 
