@@ -26,6 +26,7 @@ ACTED_ON: dict[str, str] = {
     "CLIP_stop_at_last_layers": "clip skip of requests that send none",
     "live_previews_enable": "false: no live previews in /progress",
     "show_progress_every_n_steps": "steps between two live previews",
+    "show_progress_type": "Full: previews decoded by the VAE; any other: the cheap projection",
     "samples_format": "png, jpg or webp: the format of the images txt2img/img2img return",
     "jpeg_quality": "quality of jpg/webp images returned",
     "enable_pnginfo": "false: returned images carry no infotext",
@@ -33,13 +34,20 @@ ACTED_ON: dict[str, str] = {
 }
 
 _FORMATS = ("png", "jpg", "jpeg", "webp")
+#: Where this service's behaviour differs from A1111's defaults, the defaults it really has.
+OURS: dict[str, Any] = {
+    "show_progress_every_n_steps": 1,  # proj previews cost next to nothing: every step
+    "show_progress_type": "Approx cheap",  # the engine's proj mode is A1111's cheap approximation
+    "live_preview_fast_interrupt": True,  # interrupt returns the last preview
+    "samples_save": False,  # only save_images: true writes to the sample folders
+}
 
 
 def defaults() -> dict[str, Any]:
-    """A fresh copy of A1111's default options."""
+    """A fresh copy of A1111's default options, with this service's own where they differ."""
     text = resources.files("sdcpp_service").joinpath("data/a1111_options.json").read_text()
     data: dict[str, Any] = json.loads(text)
-    return data
+    return {**data, **OURS}
 
 
 def load(data_dir: Path) -> dict[str, Any]:

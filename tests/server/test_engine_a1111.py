@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -68,3 +71,31 @@ def test_styles_and_options_reach_the_engine(client: TestClient) -> None:
     assert text.startswith("a lighthouse at night\nNegative prompt: sunny\n")
     assert "Clip skip: 2" in text
     assert client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": 1}).status_code == 200
+
+
+def test_interrupt_returns_the_last_preview(client: TestClient) -> None:
+    """Interrupt ends the request at once with the image the job had reached (its last live
+    preview), as A1111's live_preview_fast_interrupt does."""
+    out: dict[str, Any] = {}
+
+    def call() -> None:
+        out["r"] = client.post("/sdapi/v1/txt2img", json={**SMALL, "steps": 40})
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while client.get("/sdapi/v1/progress").json()["state"]["sampling_step"] < 2:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    assert client.post("/sdapi/v1/interrupt").status_code == 200
+    thread.join(60)
+    r: Any = out["r"]
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert info["interrupted"] is True
+    assert info["extra_generation_params"]["Note"].startswith("interrupted at step")
+    [image] = r.json()["images"]
+    with Image.open(io.BytesIO(base64.b64decode(image))) as im:
+        assert im.size[0] > 0
+    # the engine process was replaced; the next request runs
+    assert client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200

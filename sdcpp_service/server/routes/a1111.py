@@ -82,11 +82,12 @@ def _values(body: dict[str, Any], img2img: bool) -> tuple[dict[str, Any], dict[s
 
 def _previews(svc: Service, values: dict[str, Any]) -> None:
     """Live previews for /progress: the cheap ``proj`` mode (a linear latent → RGB projection,
-    no extra decoder pass) unless the client turned ``live_previews_enable`` off."""
+    no extra decoder pass; A1111's "Approx cheap"), or a VAE decode for ``show_progress_type``
+    "Full", unless the client turned ``live_previews_enable`` off."""
     options = svc.a1111_options
     if options.get("live_previews_enable", True) is False:
         return
-    values["preview"] = "proj"
+    values["preview"] = "vae" if options.get("show_progress_type") == "Full" else "proj"
     every = options.get("show_progress_every_n_steps")
     if isinstance(every, int) and not isinstance(every, bool) and every > 0:
         values["preview_interval"] = every
