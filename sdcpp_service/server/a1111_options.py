@@ -9,6 +9,7 @@ returned as sent, so a client's read-modify-write round-trips. Importable withou
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from importlib import resources
@@ -30,7 +31,8 @@ ACTED_ON: dict[str, str] = {
     "samples_format": "png, jpg or webp: the format of the images txt2img/img2img return",
     "jpeg_quality": "quality of jpg/webp images returned",
     "enable_pnginfo": "false: returned images carry no infotext",
-    "eta_ancestral": "eta of requests that send none (ancestral samplers)",
+    "eta_ancestral": "eta of requests that send none, for the ancestral and SDE samplers",
+    "eta_ddim": "eta of requests that send none, for DDIM",
 }
 
 _FORMATS = ("png", "jpg", "jpeg", "webp")
@@ -43,10 +45,14 @@ OURS: dict[str, Any] = {
 }
 
 
+@functools.cache
+def _defaults_text() -> str:
+    return resources.files("sdcpp_service").joinpath("data/a1111_options.json").read_text()
+
+
 def defaults() -> dict[str, Any]:
     """A fresh copy of A1111's default options, with this service's own where they differ."""
-    text = resources.files("sdcpp_service").joinpath("data/a1111_options.json").read_text()
-    data: dict[str, Any] = json.loads(text)
+    data: dict[str, Any] = json.loads(_defaults_text())
     return {**data, **OURS}
 
 
@@ -87,7 +93,7 @@ def check(key: str, value: Any) -> None:
     elif key in ("live_previews_enable", "enable_pnginfo"):
         if not isinstance(value, bool):
             raise InvalidRequest(key, "must be true or false")
-    elif key == "eta_ancestral":
+    elif key in ("eta_ancestral", "eta_ddim"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise InvalidRequest(key, "must be a number from 0 to 1")
     elif key in ("sd_vae", "sd_model_checkpoint") and not isinstance(value, (str, type(None))):

@@ -223,3 +223,19 @@ def test_sampler_table() -> None:
     assert names.sampler_from_label("DPM++ 2M SDE Karras") == ("er_sde", "karras")
     assert names.sampler_from_label("k_euler_a") == ("euler_a", None)
     assert {"PLMS", "LMS", "plms", "k_lms"} <= set(names.a1111_aliases("ipndm"))
+
+
+def test_eta_options_by_sampler_family(client: TestClient) -> None:
+    assert (
+        client.post("/sdapi/v1/options", json={"eta_ancestral": 0.5, "eta_ddim": 0.3}).status_code
+        == 200
+    )
+    seen = {}
+    for sampler in ("Euler a", "DDIM", "Euler", "k_dpmpp_2m_sde"):
+        client.post("/sdapi/v1/txt2img", json={**SMALL, "sampler_name": sampler})
+        job = client.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]
+        seen[sampler] = job["params"].get("eta")
+    assert seen == {"Euler a": 0.5, "DDIM": 0.3, "Euler": None, "k_dpmpp_2m_sde": 0.5}
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "sampler_name": "Euler a", "eta": 0.1})
+    assert r.status_code == 200
+    assert client.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]["params"]["eta"] == 0.1

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sdcpp_service import styles
+from sdcpp_service.engine import names
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server import a1111_options, fields
 from sdcpp_service.server import prepare as checks
@@ -145,6 +146,10 @@ def _scripts(body: dict[str, Any], errors: dict[str, str]) -> None:
         )
 
 
+#: The engine samplers A1111's ``eta_ancestral`` is for (its ancestral and SDE samplers).
+_ANCESTRAL = ("euler_a", "dpm++2s_a", "er_sde")
+
+
 def _loras(items: Any, errors: dict[str, str]) -> list[tuple[str, float]]:
     """sd-server's structured ``lora: [{path, multiplier}]`` (A1111 itself takes prompt tags)."""
     if not items:
@@ -160,7 +165,12 @@ def _from_options(svc: Service, values: dict[str, Any], load: dict[str, str | bo
     clip = options.get("CLIP_stop_at_last_layers")
     if isinstance(clip, int) and not isinstance(clip, bool) and clip > 1:
         values.setdefault("clip_skip", clip)
-    eta = options.get("eta_ancestral")
+    sampler = values.get("sampler")
+    engine = names.sampler_from_label(sampler)[0] if isinstance(sampler, str) else ""
+    key = (
+        "eta_ancestral" if engine in _ANCESTRAL else "eta_ddim" if engine == "ddim_trailing" else ""
+    )
+    eta = options.get(key)
     if isinstance(eta, (int, float)) and not isinstance(eta, bool):
         values.setdefault("eta", float(eta))
     vae = a1111_options.vae_choice(options)
