@@ -234,6 +234,12 @@ def test_extra_args_in_the_prompt(client: TestClient, route: str) -> None:
     assert 400 <= bad.status_code < 500 and "sd_cpp_extra_args" in bad.text
 
 
+def test_sdserver_openai_model_id(client: TestClient) -> None:
+    """sd-server's /v1/models has one fixed id, sd-cpp-local; scripts send it back."""
+    body = {"prompt": "a", "model": "sd-cpp-local", "size": "64x64", "steps": 1}
+    assert client.post("/v1/images/generations", json=body).status_code == 200
+
+
 def test_sdapi_structured_lora(client: TestClient) -> None:
     body = {"prompt": "a", "steps": 1, "width": 64, "height": 64}
     r = client.post(

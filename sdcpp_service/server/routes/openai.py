@@ -30,7 +30,8 @@ from sdcpp_service.server.service import Service, decode
 
 FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-OPENAI_MODELS = ("dall-e", "gpt-image", "chatgpt-image")
+#: Model names meaning "the default model" (OpenAI's, and sd-server's one fixed id).
+OPENAI_MODELS = ("dall-e", "gpt-image", "chatgpt-image", "sd-cpp-local")
 
 
 def _size(value: Any, errors: dict[str, str]) -> tuple[int, int] | None:
