@@ -239,3 +239,18 @@ def test_eta_options_by_sampler_family(client: TestClient) -> None:
     r = client.post("/sdapi/v1/txt2img", json={**SMALL, "sampler_name": "Euler a", "eta": 0.1})
     assert r.status_code == 200
     assert client.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]["params"]["eta"] == 0.1
+
+
+def test_unload_and_reload_checkpoint(client: TestClient) -> None:
+    def loaded() -> list[str]:
+        listed = client.get("/api/v1/models").json()["models"]
+        return [m["name"] for m in listed if m["loaded"]]
+
+    assert client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+    assert loaded() == ["alpha"]
+    assert client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+    assert loaded() == []
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "beta"}).status_code == 200
+    assert client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+    assert client.post("/sdapi/v1/reload-checkpoint").status_code == 200
+    assert loaded() == ["beta"]
