@@ -1,6 +1,7 @@
 """Latency of one request on a warm ``sdcpp serve`` against its peers, printed as ratios.
 
     python benchmarks/server.py MODEL [--size 128] [--steps 2] [--runs 5] [--cfg 1.0]
+    python benchmarks/server.py MODEL --mixed MODEL2 [--runs 4]   # the worker pool
 
 Peers, for the same request (prompt, size, steps, seed):
 
@@ -10,6 +11,11 @@ Peers, for the same request (prompt, size, steps, seed):
 
 Server, direct and cold calls alternate, so drift in machine load hits both alike; medians are
 reported. The server runs as a subprocess on a free loopback port and is stopped at the end.
+
+``--mixed MODEL2``: jobs alternating between the two models (A, B, A, B, …, ``2 × runs`` of
+them, one after the other) on ``sdcpp serve --workers 2 --preload A,B`` against
+``--workers 1 --preload A`` (which reloads on every job), printed as the ratio of total times
+(target ≤ 0.6 where reloads dominate), with the resident memory of each warm model.
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cfg", type=float, default=1.0, help="CFG scale (1.0 suits distilled models)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--mixed", type=Path, help="a second model: the worker pool scenario")
     args = ap.parse_args()
+    if args.mixed is not None:
+        return mixed(args)
     model = args.model.resolve()
     request: dict[str, Any] = {
         "prompt": "a lighthouse at dawn",
@@ -132,6 +141,70 @@ def main() -> int:
     )
     print(f"cold / server   = {c / s:.2f}x")
     return 0
+
+
+def _serve(
+    root: Path, env: dict[str, str], extra: list[str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [*CLI, "serve", "--port", str(port), "--models", str(root / "models")]
+    cmd += ["--log-level", "warning", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL), port
+
+
+def mixed(args: Any) -> int:
+    """A, B, A, B, … on two workers (both warm) against one (a reload per job)."""
+    a, b = args.model.resolve(), args.mixed.resolve()
+    request = {"prompt": "a lighthouse at dawn", "width": args.size, "height": args.size}
+    request.update(steps=args.steps, cfg_scale=args.cfg, seed=42)
+    totals: dict[int, float] = {}
+    warm: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "models").mkdir()
+        for model in (a, b):
+            (root / "models" / model.name).symlink_to(model)
+        env = {**os.environ, "SDCPP_DATA_DIR": str(root / "data")}
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        for workers, preload in ((2, f"{a.stem},{b.stem}"), (1, a.stem)):
+            extra = ["--workers", str(workers), "--preload", preload, *threads]
+            proc, port = _serve(root, env, extra)
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+                    wait_ready(http, proc, 300)
+                    _wait_idle(http, workers)
+                    t0 = time.perf_counter()
+                    for i in range(2 * args.runs):
+                        name = (a, b)[i % 2].stem
+                        body = {**request, "override_settings": {"sd_model_checkpoint": name}}
+                        http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
+                    totals[workers] = time.perf_counter() - t0
+                    if workers == 2:
+                        warm = http.get("/api/v1/workers").json()["workers"]
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+    jobs = 2 * args.runs
+    print(f"request: {args.size}x{args.size}, {args.steps} steps, {jobs} jobs A,B,A,B,…")
+    print(f"A = {a.name}, B = {b.name}")
+    print(f"--workers 1: total {totals[1]:8.2f} s  ({totals[1] / jobs:.2f} s a job)")
+    print(f"--workers 2: total {totals[2]:8.2f} s  ({totals[2] / jobs:.2f} s a job)")
+    print(f"workers-2 / workers-1 = {totals[2] / totals[1]:.3f}  (target <= 0.6)")
+    for w in warm:
+        rss, model = w["resident_bytes"] / 1e6, w["model_bytes"] / 1e6
+        print(f"worker {w['id']}: {w['model_name']}: RSS {rss:.0f} MB (model {model:.0f} MB)")
+    return 0
+
+
+def _wait_idle(http: httpx.Client, workers: int, timeout: float = 600) -> None:
+    """Until every worker is idle with its preloaded model warm."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = http.get("/api/v1/workers").json()["workers"]
+        if sum(1 for w in listed if w["state"] == "idle" and w["model"]) >= workers:
+            return
+        time.sleep(0.2)
+    raise SystemExit("the preloaded models never became warm")
 
 
 def _cold(model: Path, request: dict[str, Any], out: Path, env: dict[str, str], args: Any) -> float:

@@ -57,8 +57,26 @@ def serve(
         ),
     ] = 0.0,
     preload: Annotated[
-        str | None, Opt("--preload", help="Model to load at start (and the default model).")
+        str | None,
+        Opt(
+            "--preload",
+            help="Models to load at start, comma-separated, one per worker (the first is the "
+            "default model).",
+        ),
     ] = None,
+    workers: Annotated[
+        int,
+        Opt("--workers", help="Engine processes, each keeping one model warm (jobs run at once)."),
+    ] = 1,
+    max_memory: Annotated[
+        float,
+        Opt(
+            "--max-memory",
+            min=0,
+            help="GB the warm models may use together; past it idle ones are unloaded "
+            "(0: 90% of RAM).",
+        ),
+    ] = 0.0,
     data_dir: Annotated[
         Path | None, Opt("--data-dir", help="Job database and outputs (default: SDCPP_DATA_DIR).")
     ] = None,
@@ -93,6 +111,14 @@ def serve(
         )
     if not 1 <= max_queue <= 100_000:
         raise fail("--max-queue must be between 1 and 100000")
+    if not 1 <= workers <= 64:
+        raise fail("--workers must be between 1 and 64")
+    preloads = [name.strip() for name in (preload or "").split(",") if name.strip()]
+    if len(preloads) > workers:
+        raise fail(
+            f"--preload names {len(preloads)} models but there are {workers} worker(s): each "
+            f"worker keeps one model warm; add --workers {len(preloads)}"
+        )
     settings = Settings.from_env()
     if models:
         settings = settings.with_model_dirs(tuple(m.expanduser() for m in models))
@@ -104,15 +130,18 @@ def serve(
         api_keys=keys,
         api_auth=creds,
         max_queue=max_queue,
-        preload=preload or "",
+        preload=",".join(preloads),
+        workers=workers,
+        max_memory_gb=max_memory,
         keep_jobs_hours=keep_jobs,
         keep_outputs_gb=keep_outputs_gb,
         api_server_stop=api_server_stop,
     )
-    if preload:  # fail now, not in the background, when the name is wrong
+    if preloads:  # fail now, not in the background, when a name is wrong
         from sdcpp_service.server import models as catalog
 
-        catalog.resolve(preload, settings, field="preload")
+        for name in preloads:
+            catalog.resolve(name, settings, field="preload")
     app = create_app(settings, options=options)
     import uvicorn
 

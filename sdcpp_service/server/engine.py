@@ -85,6 +85,10 @@ class Engine(Protocol):
         """Generate; each image carries ``info["parameters"]`` (infotext) and ``info["sdcpp"]``."""
         ...
 
+    def state(self) -> dict[str, Any]:
+        """What is warm: ``{"model": path or "", "load": overrides, "loads": models built}``."""
+        ...
+
 
 def _seed(value: Any) -> int:
     seed = int(value) if value is not None else -1
@@ -99,6 +103,8 @@ class FakeEngine:
     load_seconds: float = 0.0
     loaded: str = ""
     loads: int = 0
+    model: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> dict[str, Any]:
         return {
@@ -122,10 +128,14 @@ class FakeEngine:
         if key != self.loaded:
             time.sleep(self.load_seconds)
             self.loaded, self.loads = key, self.loads + 1
+            self.model, self.overrides = model, dict(load)
         return {"model": model, "loads": self.loads}
 
     def unload(self) -> None:
-        self.loaded = ""
+        self.loaded, self.model, self.overrides = "", "", {}
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model, "load": self.overrides, "loads": self.loads}
 
     def run(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
         from sdcpp_service.engine.images import infotext
@@ -269,6 +279,10 @@ class PipelineEngine:
     #: the warm ESRGAN upscaler (kept next to the Pipeline) and its (path, tile)
     upscaler: Any = None
     upscaler_key: tuple[str, int] = ("", 0)
+    #: the warm model as asked for (path, overrides) and how many models this process built
+    model: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    loads: int = 0
 
     def start(self) -> dict[str, Any]:
         from sdcpp_service.engine import sdcpp
@@ -286,15 +300,22 @@ class PipelineEngine:
 
         options, info = plan_model(model, self.settings, **dict(load))
         if self.pipe is not None and self.pipe.options == options:
+            self.model, self.overrides = model, dict(load)
             return {"model": model, "load_seconds": 0.0}
         pipe, self.pipe = self.pipe, None
         if pipe is not None:
             pipe.close()
+        self.model, self.overrides = "", {}
         hashes = HashCache(self.settings)
         self.pipe = Pipeline(options, self.settings, hash_fn=hashes.sha256, info=info)
+        self.model, self.overrides, self.loads = model, dict(load), self.loads + 1
         return {"model": model, "load_seconds": self.pipe.context.load_seconds}
 
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model, "load": self.overrides, "loads": self.loads}
+
     def unload(self) -> None:
+        self.model, self.overrides = "", {}
         pipe, self.pipe = self.pipe, None
         if pipe is not None:
             pipe.close()

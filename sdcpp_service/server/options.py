@@ -39,7 +39,12 @@ class ServerOptions:
     #: A1111-style basic credentials, ``user:pass`` each
     api_auth: tuple[str, ...] = ()
     max_queue: int = 100
+    #: models to load at start, comma-separated (the first is the default model)
     preload: str = ""
+    #: engine worker processes, each keeping one model warm
+    workers: int = 1
+    #: memory budget for the warm models in GB (0: 90 % of the machine's RAM)
+    max_memory_gb: float = 0.0
     max_body_bytes: int = 64 * 1024 * 1024
     #: width × height × batch of one request
     max_pixels: int = 16 * 1024 * 1024
@@ -57,3 +62,7 @@ class ServerOptions:
     keep_outputs_gb: float = 0.0
     #: A1111's ``--api-server-stop``: POST /sdapi/v1/server-stop, -kill and -restart work
     api_server_stop: bool = False
+
+    @property
+    def preloads(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.preload.split(",") if name.strip())

@@ -211,7 +211,7 @@ def prepare_upscale(
 
 
 def _check_names(service: Service, values: Mapping[str, Any], problems: dict[str, str]) -> None:
-    info = service.worker.info
+    info = service.engine_info
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     known = {*names.A1111_SAMPLERS.values(), *info.get("samplers", ())}
     if sampler and names.sampler_from_label(sampler)[0] not in known | {"default"}:

@@ -1,16 +1,16 @@
-"""The queue: one job at a time on the worker, events for watchers, cancel, bounded reordering.
+"""The queue: jobs to the pool's workers (one job per worker at a time), events for watchers,
+cancel per job.
 
 Jobs are persisted by :class:`~sdcpp_service.server.jobs.JobStore`; this module keeps the
-in-memory side (who is waiting, who is watching, the latest progress). Reordering: among the
-first ``window`` queued jobs, one that wants the already-loaded model may go first, but a job
-passed over ``max_skips`` times goes next regardless (no starvation).
+in-memory side (who is waiting, who is watching, the latest progress). Which job runs where is
+:meth:`~sdcpp_service.server.pool.Pool.plan`'s choice: the worker with the job's model warm, a
+bounded reordering towards warm models, never starvation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +21,7 @@ from sdcpp_service.errors import Cancelled
 from sdcpp_service.server.engine import PIPELINE_KINDS, JobSpec
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import FINISHED, Images, Job, JobStore
+from sdcpp_service.server.pool import Assignment, Pool, Slot, model_key
 from sdcpp_service.server.worker import JobError, Worker, WorkerDied, error_data
 from sdcpp_service.types import Progress
 
@@ -29,10 +30,6 @@ log = logging.getLogger("sdcpp_service.server")
 Event = tuple[str, dict[str, Any]]
 
 OUTPUT_URL = "/api/v1/outputs/{}"
-
-
-def model_key(model: str, load: dict[str, Any]) -> str:
-    return f"{model}|{json.dumps(load, sort_keys=True)}"
 
 
 @dataclass
@@ -48,6 +45,10 @@ class Live:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     skips: int = 0
     cancel: bool = False
+    #: who submitted it (the A1111 ``/progress`` of that client reports this job)
+    client: str = ""
+    #: when it started on a worker (monotonic), 0 while queued
+    started: float = 0.0
 
     @property
     def key(self) -> str:
@@ -69,7 +70,7 @@ class Scheduler:
     def __init__(
         self,
         store: JobStore,
-        worker: Worker,
+        pool: Pool | Worker,
         max_queue: int = 100,
         window: int = 4,
         max_skips: int = 3,
@@ -78,20 +79,40 @@ class Scheduler:
         #: called with each job once it is stored as finished (retention, …)
         self.on_finish = on_finish
         self.store = store
-        self.worker = worker
+        self.pool = pool if isinstance(pool, Pool) else Pool([Slot(0, pool)], 0)
         self.max_queue = max_queue
         self.window = window
         self.max_skips = max_skips
         self.queue: list[Live] = []
         self.live: dict[str, Live] = {}
-        self.current: Live | None = None
-        self.loaded = ""
-        #: one worker call at a time: jobs, and model load/unload requests
-        self.lock = asyncio.Lock()
+        #: job id → the worker running it
+        self.running: dict[str, Slot] = {}
         self.job_seconds = 10.0
         self._wake = asyncio.Event()
+        #: set whenever a worker becomes idle (model load/unload calls wait on it)
+        self._freed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
         self._stopping = False
+
+    # -- what the routes read ---------------------------------------------------------------
+
+    @property
+    def worker(self) -> Worker:
+        """The first worker (the only one with ``--workers 1``)."""
+        return self.pool.slots[0].worker
+
+    @property
+    def current(self) -> Live | None:
+        """The running job that started first, if any."""
+        running = [s.live for s in self.pool.slots if s.live is not None]
+        return min(running, key=lambda live: live.started) if running else None
+
+    @property
+    def loaded(self) -> str:
+        """The warm model most recently used (``model_key``), "" for none."""
+        warm = [s for s in self.pool.slots if s.key]
+        return max(warm, key=lambda s: s.last_used).key if warm else ""
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -104,33 +125,37 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop running jobs (the running one goes back to the queue), then the worker."""
+        """Stop running jobs (they go back to the queue), then the workers."""
         self._stopping = True
-        self.worker.stop_restarting()
-        if self.current is not None:
-            self.worker.kill()
-            for _ in range(300):  # the job goes back to the queue once its call has ended
-                if self.current is None:
-                    break
-                await asyncio.sleep(0.05)
+        for slot in self.pool.slots:
+            slot.worker.stop_restarting()
+            if slot.live is not None:
+                slot.worker.kill()
+        for _ in range(300):  # each job goes back to the queue once its call has ended
+            if not self._jobs:
+                break
+            await asyncio.sleep(0.05)
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        await self.worker.close()
+        await asyncio.gather(*(s.worker.close() for s in self.pool.slots))
 
     # -- submitting and cancelling -------------------------------------------------------------
 
     def retry_after(self) -> int:
-        return int(min(3600, max(1, (len(self.queue) + 1) * self.job_seconds)))
+        workers = len(self.pool.slots)
+        return int(min(3600, max(1, (len(self.queue) + 1) * self.job_seconds / workers)))
 
-    def submit(self, job: Job, images: Images | None = None) -> Live:
+    def submit(self, job: Job, images: Images | None = None, client: str = "") -> Live:
         if len(self.queue) >= self.max_queue:
             raise QueueFull(len(self.queue), self.retry_after())
+        if job.kind in PIPELINE_KINDS:
+            self.pool.check_fits(job.model, job.load)
         self.store.add(job, images)
-        live = Live(job)
+        live = Live(job, client=client)
         self._enqueue(live)
         return live
 
@@ -146,7 +171,8 @@ class Scheduler:
         return None
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job (removed) or the running one (its worker is stopped)."""
+        """Cancel a queued job (removed) or a running one (its worker, and only it, is
+        stopped)."""
         live = self.live.get(job_id)
         if live is None:
             job = self.store.get(job_id)
@@ -154,8 +180,9 @@ class Scheduler:
                 raise NotFound(f"no job '{job_id}'")
             return job
         live.cancel = True
-        if live is self.current:
-            self.worker.kill()
+        slot = self.running.get(job_id)
+        if slot is not None:
+            slot.worker.kill()
         elif live in self.queue:
             self.queue.remove(live)
             self._finish(live, "cancelled", error={"type": "Cancelled", "message": "cancelled"})
@@ -163,7 +190,7 @@ class Scheduler:
         return live.job
 
     def clear(self) -> list[str]:
-        """Cancel every queued job (the running one keeps going)."""
+        """Cancel every queued job (the running ones keep going)."""
         ids = [live.job.id for live in self.queue]
         for job_id in ids:
             self.cancel(job_id)
@@ -221,40 +248,54 @@ class Scheduler:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _pick(self) -> Live:
-        head = self.queue[0]
-        chosen = head
-        if self.loaded and head.key != self.loaded and head.skips < self.max_skips:
-            for live in self.queue[1 : self.window]:
-                if live.key == self.loaded:
-                    chosen = live
-                    break
-        index = self.queue.index(chosen)
-        for passed in self.queue[:index]:
-            passed.skips += 1
-        del self.queue[index]
-        return chosen
-
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
-            if not self.queue:
-                self._wake.clear()
-                continue
-            async with self.lock:
-                if self._stopping:
-                    return
-                if not self.queue:
-                    continue
-                live = self._pick()
-                self.current = live
+            self._wake.clear()
+            if self._stopping:
+                return
+            plan = self.pool.plan(self.queue, self.window, self.max_skips)
+            for a in plan:
+                self.queue.remove(a.live)
+                a.slot.busy, a.slot.live, a.live.started = "job", a.live, time.monotonic()
+                self.running[a.live.job.id] = a.slot
+                if a.live.job.kind in PIPELINE_KINDS:
+                    a.slot.expect(a.live.job.model, a.live.job.load)
+                for other in a.evict:
+                    other.busy = "unload"
+                task = asyncio.get_running_loop().create_task(self._execute(a))
+                self._jobs.add(task)
+                task.add_done_callback(self._jobs.discard)
+            if plan:
                 self._announce_positions()
-                try:
-                    await self._execute(live)
-                finally:
-                    self.current = None
 
-    async def _execute(self, live: Live) -> None:
+    def _release(self, slot: Slot) -> None:
+        slot.busy, slot.live = "", None
+        self._wake.set()
+        self._freed.set()
+
+    async def _execute(self, a: Assignment) -> None:
+        live, slot = a.live, a.slot
+        try:
+            for other in a.evict:
+                await self._unload(other)
+            await self._attempt(live, slot)
+        finally:
+            self.running.pop(live.job.id, None)
+            self._release(slot)
+
+    async def _unload(self, slot: Slot) -> None:
+        """Free a worker's model (to make room); a worker that will not is stopped."""
+        try:
+            reply = await slot.worker.call("unload")
+            slot.sync(reply.get("engine"))
+        except Exception:
+            slot.worker.kill(cancelling=False)
+            slot.forget()
+        finally:
+            self._release(slot)
+
+    async def _attempt(self, live: Live, slot: Slot) -> None:
         job = live.job
         self.store.start(job)
         self._emit(live, ("started", {"id": job.id, "attempt": job.attempts}))
@@ -262,17 +303,19 @@ class Scheduler:
         spec = JobSpec(job.id, job.kind, job.model, job.load, params)
         t0 = time.perf_counter()
         try:
-            await self.worker.ensure()
+            if job.kind in PIPELINE_KINDS:
+                self.pool.check_fits(job.model, job.load)
+            await slot.worker.ensure()
             if live.cancel:  # cancelled while the worker was (re)starting
                 raise Cancelled("cancelled")
-            reply = await self.worker.call(
+            reply = await slot.worker.call(
                 "run",
                 spec,
                 progress=lambda p: self._progress(live, p),
                 preview=lambda p, png: self._preview(live, p, png),
             )
         except (Cancelled, WorkerDied) as exc:
-            self.loaded = ""
+            slot.forget()
             if self._stopping and not live.cancel:  # shutdown: run it again after restart
                 self.store.requeue(job, count_attempt=False)
                 return
@@ -281,13 +324,14 @@ class Scheduler:
             else:
                 self._finish(live, "failed", error=error_data(exc))
         except JobError as exc:
+            slot.sync(exc.data.pop("engine", None))
             self._finish(live, "failed", error=exc.data)
-        except Exception as exc:  # a worker that cannot start
-            self.loaded = ""
+        except Exception as exc:  # a worker that cannot start, a model over the budget
+            slot.forget()
             self._finish(live, "failed", error=error_data(exc))
         else:
-            if job.kind in PIPELINE_KINDS:  # an upscale leaves the warm model as it was
-                self.loaded = model_key(job.model, job.load)
+            slot.sync(reply.pop("engine", None))
+            slot.jobs += 1
             self.job_seconds = 0.7 * self.job_seconds + 0.3 * (time.perf_counter() - t0)
             self._finish(live, "completed", result=reply)
 
@@ -322,16 +366,72 @@ class Scheduler:
             except Exception as exc:  # housekeeping must never fail a job or the loop
                 log.error("after job %s: %s", live.job.id, exc)
 
-    async def control(self, op: str, *args: Any) -> dict[str, Any]:
-        """A model load/unload on the worker, between jobs."""
-        async with self.lock:
+    # -- model load/unload requests -------------------------------------------------------------
+
+    async def _acquire(self, pick: Callable[[], Slot | None], busy: str) -> Slot:
+        """Wait for the worker ``pick`` chooses (it returns None while none will do)."""
+        while True:
+            slot = pick()
+            if slot is not None:
+                slot.busy = busy
+                return slot
+            self._freed.clear()
+            await self._freed.wait()
+
+    async def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
+        """Warm ``model`` on a worker (one that has it, else the least wanted idle one)."""
+        self.pool.check_fits(model, load)
+        key = model_key(model, load)
+        evict: list[Slot] = []
+
+        def pick() -> Slot | None:
+            holding = self.pool.holding(key)
+            if holding:
+                return next((s for s in holding if s.idle), None)
+            idle = [s for s in self.pool.slots if s.idle]
+            if not idle:
+                return None
+            slot = self.pool.least_wanted(idle, self.queue)
+            room = self.pool.make_room(model, load, slot, idle)
+            if room is None:
+                return None
+            for other in room:
+                other.busy = "unload"
+            evict[:] = room
+            return slot
+
+        slot = await self._acquire(pick, "load")
+        try:
+            for other in evict:
+                await self._unload(other)
+            await slot.worker.ensure()
             try:
-                reply = await self.worker.call(op, *args)
-            except Exception:
-                self.loaded = ""
+                reply = await slot.worker.call("load", model, load)
+            except JobError as exc:
+                slot.sync(exc.data.pop("engine", None))
                 raise
-            self.loaded = model_key(args[0], args[1]) if op == "load" else ""
-            return reply
+            except Exception:
+                slot.forget()
+                raise
+            slot.sync(reply.pop("engine", None))
+            return {**reply, "worker": slot.index}
+        finally:
+            self._release(slot)
+
+    async def unload(self) -> None:
+        """Free every worker's model (each once it is idle)."""
+        for slot in self.pool.slots:
+            if not slot.key:
+                continue
+            await self._acquire(lambda s=slot: s if s.idle else None, "unload")  # type: ignore[misc]
+            await self._unload(slot)
+
+    async def control(self, op: str, *args: Any) -> dict[str, Any]:
+        """``load`` (model, load options) or ``unload``, between jobs."""
+        if op == "load":
+            return await self.load(args[0], args[1])
+        await self.unload()
+        return {}
 
 
 def progress_data(job_id: str, p: Progress) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ from sdcpp_service.server.engine import Engine
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job, JobStore
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
-from sdcpp_service.server.scheduler import Live, Scheduler
+from sdcpp_service.server.pool import GB, Pool, Slot
+from sdcpp_service.server.scheduler import Event, Live, Scheduler
 from sdcpp_service.server.worker import JobError, Worker
+from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.server")
 
@@ -35,9 +37,15 @@ class Service:
         self.outputs = settings.data_dir / "outputs"
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(settings.data_dir / "jobs.sqlite")
-        self.worker = Worker(engine, self.outputs, options.worker_start_timeout)
+        self.pool = Pool.create(
+            engine,
+            self.outputs,
+            options.workers,
+            options.worker_start_timeout,
+            int(options.max_memory_gb * GB),
+        )
         self.scheduler = Scheduler(
-            self.store, self.worker, max_queue=options.max_queue, on_finish=self._after_job
+            self.store, self.pool, max_queue=options.max_queue, on_finish=self._after_job
         )
         self.hashes = models.HashCache(settings)
         self.started = time.time()
@@ -54,16 +62,30 @@ class Service:
         if self.options.keep_jobs_hours > 0 or self.options.keep_outputs_gb > 0:
             self._pruning = loop.create_task(self._prune_hourly())
 
+    @property
+    def worker(self) -> Worker:
+        """The first worker (the only one with ``--workers 1``)."""
+        return self.pool.slots[0].worker
+
     async def _warm(self) -> None:
-        try:
-            await self.worker.ensure()
-            if self.options.preload:
-                entry = self.resolve_model(self.options.preload)
-                await self.scheduler.control("load", str(entry.path), {})
-        except Cancelled:  # a job was cancelled while the worker was starting
-            pass
-        except Exception as exc:  # reported by /health; the next job tries again
-            log.error("start-up: %s", exc)
+        """Start every worker, then load the preloads, one per worker, all at once."""
+
+        async def start(slot: Slot) -> None:
+            try:
+                await slot.worker.ensure()
+            except Cancelled:  # a job was cancelled while the worker was starting
+                pass
+            except Exception as exc:  # reported by /health; the next job tries again
+                log.error("start-up: %s", exc)
+
+        async def preload(name: str) -> None:
+            try:
+                await self.scheduler.load(str(self.resolve_model(name, "preload").path), {})
+            except Exception as exc:
+                log.error("preloading %s: %s", name, exc)
+
+        await asyncio.gather(*(start(s) for s in self.pool.slots))
+        await asyncio.gather(*(preload(n) for n in self.options.preloads))
 
     async def _prune_hourly(self) -> None:
         while True:
@@ -93,8 +115,8 @@ class Service:
         return self.scheduler.loaded.partition("|")[0]
 
     def default_model(self) -> str:
-        if self.options.preload:
-            return str(self.resolve_model(self.options.preload).path)
+        if self.options.preloads:
+            return str(self.resolve_model(self.options.preloads[0]).path)
         if self.loaded_model():
             return self.loaded_model()
         for entry in models.scan(self.settings):
@@ -131,12 +153,15 @@ class Service:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]]) -> Live:
-        return self.scheduler.submit(job, images)
+    def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = "") -> Live:
+        return self.scheduler.submit(job, images, client)
 
-    async def run(self, job: Job, images: Mapping[str, bytes | list[bytes]]) -> Job:
-        """Submit and wait (the synchronous dialects); a failed job raises its error."""
-        live = self.submit(job, images)
+    async def run(
+        self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = ""
+    ) -> Job:
+        """Submit and wait (the synchronous dialects); a failed job raises its error.
+        ``client`` names who waits (see :meth:`progress_for`)."""
+        live = self.submit(job, images, client)
         try:
             done = await asyncio.wait_for(
                 self.scheduler.wait(live.job.id), self.options.sync_timeout
@@ -215,6 +240,106 @@ class Service:
                 except FileNotFoundError:
                     pass
         return freed
+
+    # -- the queue and the workers, as routes see them -------------------------------------------
+
+    @property
+    def engine_info(self) -> dict[str, Any]:
+        """The engine's system information (samplers, schedulers, versions…), once started."""
+        for slot in self.pool.slots:
+            if slot.worker.info:
+                return slot.worker.info
+        return {}
+
+    def position(self, job_id: str) -> int | None:
+        return self.scheduler.position(job_id)
+
+    def progress(self, job_id: str) -> Progress | None:
+        live = self.scheduler.live.get(job_id)
+        return live.progress if live is not None else None
+
+    def cancel(self, job_id: str) -> Job:
+        return self.scheduler.cancel(job_id)
+
+    def clear_queue(self) -> list[str]:
+        return self.scheduler.clear()
+
+    def events(self, job_id: str) -> AsyncIterator[Event]:
+        return self.scheduler.events(job_id)
+
+    def list_jobs(
+        self, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        return self.store.list_jobs(state, limit, offset)
+
+    async def load_model(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
+        """Warm ``model`` on a worker (see :meth:`Scheduler.load`)."""
+        return await self.scheduler.load(model, dict(load))
+
+    async def unload_models(self) -> None:
+        await self.scheduler.unload()
+
+    def running(self) -> list[Live]:
+        """The running jobs, the first started first."""
+        lives = [s.live for s in self.pool.slots if s.live is not None]
+        return sorted(lives, key=lambda live: live.started)
+
+    def queued(self) -> int:
+        return len(self.scheduler.queue)
+
+    def progress_for(self, client: str) -> Live | None:
+        """The job an A1111 client waits on: its own running (else queued) job; else the
+        first running one."""
+        mine = [live for live in self.scheduler.live.values() if client and live.client == client]
+        running = self.running()
+        for live in running:
+            if live in mine:
+                return live
+        if mine:
+            return mine[0]
+        return running[0] if running else None
+
+    def interrupt(self, client: str) -> str | None:
+        """Cancel the job :meth:`progress_for` reports (A1111 ``/interrupt``)."""
+        live = self.progress_for(client)
+        if live is None or live.job.state != "running":
+            return None
+        self.cancel(live.job.id)
+        return live.job.id
+
+    def workers(self) -> dict[str, Any]:
+        """Each worker (state, model, load options, memory, current job) and the budget."""
+        views = [s.view() for s in self.pool.slots]
+        for view in views:
+            view["model_name"] = self.model_name(view["model"]) if view["model"] else None
+        return {
+            "workers": views,
+            "max_memory_bytes": self.pool.max_memory,
+            "models_bytes": self.pool.used(),
+            "queued": self.queued(),
+        }
+
+    def worker_summary(self) -> dict[str, Any]:
+        """How many workers are in each state ("idle", "busy", "starting", "failed", …)."""
+        states: dict[str, int] = {}
+        for slot in self.pool.slots:
+            states[slot.state()] = states.get(slot.state(), 0) + 1
+        return states
+
+    def worker_state(self) -> str:
+        """One word for /health: ready (some worker can run jobs), failed, or starting."""
+        slots = self.pool.slots
+        if any(s.worker.alive and s.worker.info for s in slots):
+            return "ready"
+        return "failed" if all(s.worker.error for s in slots) else "starting"
+
+    def worker_error(self) -> str | None:
+        return next((s.worker.error for s in self.pool.slots if s.worker.error), None)
+
+    def warm_models(self) -> list[str]:
+        """Paths of the models warm on some worker, most recently used first."""
+        warm = sorted((s for s in self.pool.slots if s.model), key=lambda s: -s.last_used)
+        return list(dict.fromkeys(s.model for s in warm))
 
     def job(self, job_id: str) -> Job:
         live = self.scheduler.live.get(job_id)

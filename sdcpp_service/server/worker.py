@@ -65,6 +65,19 @@ def error_data(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def rss(pid: int | None) -> int:
+    """The resident memory of a process in bytes (Linux ``/proc``; 0 elsewhere)."""
+    if pid is None:
+        return 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def save_outputs(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[str, Any]:
     """Write each image as ``<job id>-<n>.png`` (atomically, with infotext); describe them."""
     from sdcpp_service.engine.images import save_image
@@ -158,9 +171,9 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
                 reply = {}
             else:
                 raise EngineError(f"unknown worker call '{op}'")
-            conn.send(("ok", reply))
+            conn.send(("ok", {**reply, "engine": engine.state()}))
         except Exception as exc:
-            conn.send(("error", error_data(exc)))
+            conn.send(("error", {**error_data(exc), "engine": engine.state()}))
 
 
 class Worker:
@@ -172,6 +185,8 @@ class Worker:
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
         self.starts = 0
+        #: resident memory of the last started worker once ready (before any model)
+        self.baseline = 0
         #: why the last start failed ("" once a worker is ready)
         self.error = ""
         self._proc: Any = None
@@ -190,6 +205,10 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._conn is not None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     @property
     def pid(self) -> int | None:
@@ -223,6 +242,7 @@ class Worker:
             try:
                 self.info = await asyncio.wait_for(self._ready, self.start_timeout)
                 self.error = ""
+                self.baseline = rss(self.pid)
             except BaseException as exc:
                 if not isinstance(exc, (Cancelled, asyncio.CancelledError)):
                     self.error = str(exc) or type(exc).__name__

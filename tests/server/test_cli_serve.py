@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from sdcpp_service.cli import app
 from sdcpp_service.cli.serve import is_loopback
 from sdcpp_service.server.options import ServerOptions
+from tests.models import layouts as L
+from tests.models.corpus import write_safetensors
 
 
 def test_loopback_detection() -> None:
@@ -58,3 +60,34 @@ def test_keep_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     for flag in ("--keep-jobs", "--keep-outputs-gb"):
         bad = CliRunner().invoke(app, [*args, flag, "-1"])
         assert bad.exit_code == 2 and flag in bad.output
+
+
+def test_pool_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from sdcpp_service.server import app as app_module
+
+    seen: list[ServerOptions] = []
+    monkeypatch.setattr(app_module, "create_app", lambda settings, options: seen.append(options))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    sd1 = {
+        **L.prefixed("model.diffusion_model.", L.unet(768)),
+        **L.prefixed("cond_stage_model.transformer.", L.clip_text(768)),
+    }
+    for name in ("a", "b"):
+        write_safetensors(models / f"{name}.safetensors", sd1)
+    args = ["serve", "--models", str(tmp_path / "models"), "--data-dir", str(tmp_path)]
+    ok = CliRunner().invoke(
+        app, [*args, "--workers", "2", "--preload", "a, b", "--max-memory", "3"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert (seen[0].workers, seen[0].preloads, seen[0].max_memory_gb) == (2, ("a", "b"), 3.0)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert (seen[1].workers, seen[1].max_memory_gb) == (1, 0.0)
+    two = CliRunner().invoke(app, [*args, "--preload", "a,b"])
+    assert two.exit_code == 2 and "--workers 2" in two.output
+    for bad in (["--workers", "0"], ["--max-memory", "-1"]):
+        result = CliRunner().invoke(app, [*args, *bad])
+        assert result.exit_code == 2 and bad[0] in result.output

@@ -11,7 +11,7 @@ from typing import Any
 
 from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.jobs import Job, JobStore, new_id
-from sdcpp_service.server.scheduler import Scheduler
+from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.worker import Worker
 
 
@@ -127,19 +127,17 @@ def test_queue_limit(tmp_path: Path) -> None:
 
 def test_reordering_prefers_loaded_model_without_starvation(tmp_path: Path) -> None:
     async def body(s: Scheduler) -> None:
-        s.loaded = "b|{}"
+        slot = s.pool.slots[0]
         jobs = [job(model="a"), *(job(model="b") for _ in range(6))]
-        for j in jobs:
-            s.submit(j)
+        queue = [Live(j) for j in jobs]
         order: list[str] = []
-        async with s.lock:  # pick without running: the order the loop would take
-            while s.queue:
-                order.append(s._pick().job.id)
+        while queue:  # the order the loop would take, one worker, "b" warm
+            slot.key = "b|{}"
+            (picked,) = s.pool.plan(queue, s.window, s.max_skips)
+            queue.remove(picked.live)
+            order.append(picked.live.job.id)
         position = order.index(jobs[0].id)
         assert 0 < position <= s.max_skips
-        for j in jobs:
-            s.store.finish(j, "cancelled")
-            s.live.pop(j.id, None)
 
     run_with(tmp_path, body)
 

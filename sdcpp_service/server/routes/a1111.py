@@ -22,7 +22,7 @@ from sdcpp_service.server import prepare as checks
 from sdcpp_service.server import sdserver_schema as schema
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.routes import a1111_results as results
-from sdcpp_service.server.routes.common import json_body, run_sync, service
+from sdcpp_service.server.routes.common import client_key, json_body, run_sync, service
 from sdcpp_service.server.service import Service, decode
 
 #: A1111 request field → our field.
@@ -244,8 +244,8 @@ async def img2img(request: Request) -> Response:
 
 
 async def progress(request: Request) -> Response:
-    sched = service(request).scheduler
-    current = sched.current
+    svc = service(request)
+    current = svc.progress_for(client_key(request))
     image = None
     skip = request.query_params.get("skip_current_image", "false").lower() in ("true", "1")
     if current is not None and current.preview is not None and not skip:
@@ -258,7 +258,7 @@ async def progress(request: Request) -> Response:
         "interrupted": False,
         "stopping_generation": False,
         "job": current.job.id if current else "",
-        "job_count": len(sched.queue) + (1 if current else 0),
+        "job_count": svc.queued() + len(svc.running()),
         "job_timestamp": time.strftime("%Y%m%d%H%M%S") if current else "0",
         "job_no": 0,
         "sampling_step": p.step if p else 0,
@@ -279,9 +279,7 @@ async def progress(request: Request) -> Response:
 
 
 async def interrupt(request: Request) -> Response:
-    sched = service(request).scheduler
-    if sched.current is not None:
-        sched.cancel(sched.current.job.id)
+    service(request).interrupt(client_key(request))
     return JSONResponse({})
 
 

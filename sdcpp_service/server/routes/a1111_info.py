@@ -57,7 +57,7 @@ async def loras(request: Request) -> Response:
 
 
 async def samplers(request: Request) -> Response:
-    known = service(request).worker.info.get("samplers") or list(names.A1111_SAMPLERS.values())
+    known = service(request).engine_info.get("samplers") or list(names.A1111_SAMPLERS.values())
     return JSONResponse(
         [
             {"name": names.sampler_label(n), "aliases": names.a1111_aliases(n), "options": {}}
@@ -67,7 +67,7 @@ async def samplers(request: Request) -> Response:
 
 
 async def schedulers(request: Request) -> Response:
-    known = service(request).worker.info.get("schedulers") or list(names.A1111_SCHEDULERS.values())
+    known = service(request).engine_info.get("schedulers") or list(names.A1111_SCHEDULERS.values())
     return JSONResponse(
         [
             {
@@ -105,7 +105,7 @@ async def upscalers(request: Request) -> Response:
 
 
 async def latent_upscale_modes(request: Request) -> Response:
-    known = service(request).worker.info.get("hires_upscalers") or ["latent"]
+    known = service(request).engine_info.get("hires_upscalers") or ["latent"]
     return JSONResponse([{"name": n.capitalize()} for n in known if n.startswith("latent")])
 
 

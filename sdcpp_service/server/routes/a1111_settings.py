@@ -68,8 +68,8 @@ async def set_options(request: Request) -> Response:
             problems["sd_model_checkpoint"] = exc.reason
     if problems:
         raise ValidationFailed(problems)
-    if entry is not None and str(entry.path) != svc.loaded_model():
-        await svc.scheduler.control("load", str(entry.path), {})
+    if entry is not None and str(entry.path) not in svc.warm_models():
+        await svc.load_model(str(entry.path), {})
     svc.a1111_options.update(body)
     await asyncio.to_thread(a1111_options.save, svc.settings.data_dir, svc.a1111_options)
     return JSONResponse(None)
@@ -147,7 +147,7 @@ def _styles_files(svc: Service) -> list[Any]:
 async def unload_checkpoint(request: Request) -> Response:
     svc = service(request)
     if svc.loaded_model():
-        await svc.scheduler.control("unload")
+        await svc.unload_models()
     return JSONResponse({})
 
 
@@ -156,8 +156,8 @@ async def reload_checkpoint(request: Request) -> Response:
     svc = service(request)
     title = svc.a1111_options.get("sd_model_checkpoint")
     path = str(svc.resolve_model(title).path) if title else svc.default_model()
-    if path != svc.loaded_model():
-        await svc.scheduler.control("load", path, {})
+    if path not in svc.warm_models():
+        await svc.load_model(path, {})
     return JSONResponse({})
 
 

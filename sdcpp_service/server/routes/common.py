@@ -34,6 +34,16 @@ def service(request: Request) -> Service:
     return svc
 
 
+def client_key(request: Request) -> str:
+    """Who is asking: address and credentials (hashed), to tell one A1111 client's job from
+    another's."""
+    import hashlib
+
+    host = request.client.host if request.client else ""
+    auth = request.headers.get("authorization", "")
+    return f"{host}|{hashlib.sha256(auth.encode()).hexdigest()[:16]}"
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or 422 naming ``body``."""
     raw = await request.body()
@@ -111,7 +121,7 @@ async def run_sync(
     """Submit a job and wait for it, as the synchronous dialects do. A client that disconnects
     meanwhile cancels its job (unless ``cancel_on_disconnect`` is false): the result is then
     ``(None, live)``. A failed job raises its error; past ``sync_timeout``, 504."""
-    live = svc.submit(job, images)
+    live = svc.submit(job, images, client_key(request))
     finished = asyncio.ensure_future(live.done.wait())
     gone = asyncio.ensure_future(_disconnected(request))
     try:
@@ -124,7 +134,7 @@ async def run_sync(
     if finished not in done:
         if gone in done:
             if cancel_on_disconnect:
-                svc.scheduler.cancel(job.id)
+                svc.cancel(job.id)
             return None, live
         raise Timeout(f"job {job.id} is still running; follow /api/v1/jobs/{job.id}")
     if live.job.state == "failed":

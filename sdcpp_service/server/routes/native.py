@@ -47,15 +47,15 @@ def job_view(svc: Service, job: Job, names: dict[str, str] | None = None) -> dic
         "attempts": job.attempts,
         "timings": job.timings(),
         "params": job.params,
-        "position": svc.scheduler.position(job.id),
+        "position": svc.position(job.id),
         "progress": None,
         "outputs": [],
         "error": job.error,
         "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"},
     }
-    live = svc.scheduler.live.get(job.id)
-    if live is not None and live.progress is not None:
-        view["progress"] = progress_data(job.id, live.progress)
+    progress = svc.progress(job.id)
+    if progress is not None:
+        view["progress"] = progress_data(job.id, progress)
     if job.result:
         result = job.result
         seeds, texts = result["seeds"], result.get("infotexts", [])
@@ -132,19 +132,19 @@ async def list_jobs(request: Request) -> Response:
         raise ValidationFailed({"status": f"must be one of {', '.join(STATES)}"})
     limit = _int_arg(request, "limit", 50, 1, 1000)
     offset = _int_arg(request, "offset", 0, 0, 10**9)
-    jobs, total = svc.store.list_jobs(status, limit, offset)
+    jobs, total = svc.list_jobs(status, limit, offset)
     names = _names(svc)
     views = [job_view(svc, j, names) for j in jobs]
     return JSONResponse({"jobs": views, "total": total, "limit": limit, "offset": offset})
 
 
 async def clear_queue(request: Request) -> Response:
-    return JSONResponse({"cancelled": service(request).scheduler.clear()})
+    return JSONResponse({"cancelled": service(request).clear_queue()})
 
 
 async def cancel_job(request: Request) -> Response:
     svc = service(request)
-    job = svc.scheduler.cancel(request.path_params["id"])
+    job = svc.cancel(request.path_params["id"])
     return JSONResponse(job_view(svc, job), status_code=202 if job.state == "running" else 200)
 
 
@@ -156,7 +156,7 @@ async def delete_job(request: Request) -> Response:
 async def job_events(request: Request) -> Response:
     svc = service(request)
     svc.job(request.path_params["id"])  # 404 before the stream starts
-    return sse.event_stream(svc.scheduler.events(request.path_params["id"]))
+    return sse.event_stream(svc.events(request.path_params["id"]))
 
 
 async def get_output(request: Request) -> Response:
@@ -179,7 +179,7 @@ def _model_view(svc: Service, entry: models.ModelEntry) -> dict[str, Any]:
     return {
         **entry.to_dict(),
         "sha256": svc.hashes.known(entry.path),
-        "loaded": str(entry.path) == svc.loaded_model(),
+        "loaded": str(entry.path) in svc.warm_models(),
     }
 
 
@@ -211,12 +211,12 @@ async def load_model(request: Request) -> Response:
     job = checks.prepare(
         svc, "txt2img", {}, {}, [], name, {k: body[k] for k in LOAD_SLOTS if k in body}
     )
-    reply = await svc.scheduler.control("load", job.model, job.load)
+    reply = await svc.load_model(job.model, job.load)
     return JSONResponse({"loaded": svc.model_name(job.model), **reply})
 
 
 async def unload_model(request: Request) -> Response:
-    await service(request).scheduler.control("unload")
+    await service(request).unload_models()
     return JSONResponse({"loaded": None})
 
 
@@ -227,28 +227,28 @@ async def refresh_models(request: Request) -> Response:
 # -- service ----------------------------------------------------------------------------------
 
 
-def _worker_state(svc: Service) -> str:
-    if svc.worker.alive and svc.worker.info:
-        return "ready"
-    return "failed" if svc.worker.error else "starting"
-
-
 async def health(request: Request) -> Response:
     svc = service(request)
-    current = svc.scheduler.current
+    running = [live.job.id for live in svc.running()]
     return JSONResponse(
         {
             "status": "ok",
-            "worker": _worker_state(svc),
-            "worker_error": svc.worker.error or None,
-            "queued": len(svc.scheduler.queue),
-            "running": current.job.id if current else None,
+            "worker": svc.worker_state(),
+            "worker_error": svc.worker_error(),
+            "workers": svc.worker_summary(),
+            "queued": svc.queued(),
+            "running": running[0] if running else None,
+            "running_jobs": running,
         }
     )
 
 
+async def workers(request: Request) -> Response:
+    return JSONResponse(service(request).workers())
+
+
 async def version(request: Request) -> Response:
-    info = service(request).worker.info
+    info = service(request).engine_info
     return JSONResponse(
         {
             "version": __version__,
@@ -261,16 +261,24 @@ async def version(request: Request) -> Response:
 
 async def system(request: Request) -> Response:
     svc = service(request)
-    info = {k: v for k, v in svc.worker.info.items() if k not in ("samplers", "schedulers")}
+    info = {k: v for k, v in svc.engine_info.items() if k not in ("samplers", "schedulers")}
     loaded = svc.loaded_model()
+    pool = svc.workers()
     return JSONResponse(
         {
             "engine": info,
             "threads": svc.settings.default_threads,
             "memory": memory([None, svc.worker.pid]),
             "loaded_model": svc.model_name(loaded) if loaded else None,
+            "loaded_models": [svc.model_name(m) for m in svc.warm_models()],
             "worker": {"pid": svc.worker.pid, "starts": svc.worker.starts},
-            "queued": len(svc.scheduler.queue),
+            "workers": [
+                {k: w[k] for k in ("id", "state", "pid", "model_name", "resident_bytes")}
+                for w in pool["workers"]
+            ],
+            "max_memory_bytes": pool["max_memory_bytes"],
+            "models_bytes": pool["models_bytes"],
+            "queued": svc.queued(),
             "data_dir": str(svc.settings.data_dir),
             "model_dirs": [str(d) for d in svc.model_dirs],
         }
@@ -282,6 +290,7 @@ def routes() -> list[Route]:
         Route("/health", health),
         Route("/version", version),
         Route("/system", system),
+        Route("/api/v1/workers", workers, methods=["GET"]),
         Route("/api/v1/jobs", create_job, methods=["POST"]),
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
         Route("/api/v1/jobs", clear_queue, methods=["DELETE"]),
