@@ -12,7 +12,8 @@
     │   └── MissingComponent        the model needs a component we cannot find (``kind``)
     ├── EngineError                 the native engine failed (load or generate)
     │   ├── EngineNotInstalled      the bindings cannot be imported
-    │   └── Cancelled               a job was cancelled
+    │   ├── Cancelled               a job was cancelled
+    │   └── WorkerDied              the engine process died mid-job (``exitcode``)
     ├── OutputExists                refusing to overwrite a file (``path``)
     ├── ConvertError                conversion failed (``path``)
     └── BackendError                building the engine for a backend preset (``preset``)
@@ -26,6 +27,7 @@ only choose an exit code or a status from the class.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class SdcppError(Exception):
@@ -37,6 +39,18 @@ class SdcppError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as class, message and data (the attributes), whatever ``__init__`` takes, so
+        an error crosses the worker process boundary as itself."""
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[SdcppError], args: tuple[Any, ...], state: dict[str, Any]) -> SdcppError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequest(SdcppError):
@@ -128,6 +142,16 @@ class EngineNotInstalled(EngineError):
 
 class Cancelled(EngineError):
     """The job was cancelled before it finished."""
+
+
+class WorkerDied(EngineError):
+    """The engine worker process ended in the middle of a call (native crash, ``kill -9``,
+    out of memory)."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"{exitcode}"
+        super().__init__(f"the engine process died (exit {how}); the job was not finished")
+        self.exitcode = exitcode
 
 
 class OutputExists(SdcppError):

@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sdcpp_service.config import Settings
+from sdcpp_service.engine.base import Engine
 from sdcpp_service.errors import SdcppError
 from sdcpp_service.server import errors
-from sdcpp_service.server.engine import Engine, PipelineEngine
+from sdcpp_service.server.engine import PipelineEngine
 from sdcpp_service.server.options import ServerOptions
 from sdcpp_service.server.routes import a1111, native, openai, sdserver
 from sdcpp_service.server.security import Guard
@@ -32,7 +33,7 @@ def create_app(
     options: ServerOptions | None = None,
 ) -> Starlette:
     """The service as an ASGI app. ``engine`` defaults to the real one (a warm Pipeline in a
-    worker process); tests pass :class:`~sdcpp_service.server.engine.FakeEngine`."""
+    worker process); tests pass ``tests.fakes.FakeEngine``."""
     settings = settings or Settings.from_env()
     options = options or ServerOptions()
     engine = engine if engine is not None else PipelineEngine(settings)

@@ -1,238 +1,61 @@
-"""The engine the server talks to: a small protocol, a fake for fast tests, and the real one.
+"""The real engine behind the server (a warm Pipeline in the worker process) and the upscale
+helpers every engine shares (the fake one in ``tests/fakes.py`` too).
 
-An :class:`Engine` lives in the worker process (``server/worker.py``); the server never calls it
-directly. Everything crossing the process boundary is plain picklable data: a :class:`JobSpec`
-in, a :class:`~sdcpp_service.types.GenerateResult` out (the worker writes the images to disk).
+The protocol, the typed jobs and the output are in :mod:`sdcpp_service.engine.base`.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
 from sdcpp_service.config import Settings
-from sdcpp_service.errors import EngineError, InvalidRequest
-from sdcpp_service.types import GenerateResult, Progress, ProgressCallback
+from sdcpp_service.engine.base import (
+    BUILTIN_UPSCALERS,
+    IMAGE_FIELDS,
+    IMAGE_LISTS,
+    JOB_KINDS,
+    PIPELINE_KINDS,
+    EngineJob,
+    JobOutput,
+    UpscaleJob,
+    VideoJob,
+)
+from sdcpp_service.types import ProgressCallback
 
-#: Upscaler keyword arguments the ``upscale`` kind takes (the rest of ``params`` is ignored).
-UPSCALE_FIELDS = ("image", "scale", "tile", "upscaler")
-#: Fields of a ``video`` job that are not VideoRequest fields.
-VIDEO_ONLY = ("format",)
-
-#: Job kinds and the inputs each one needs (checked at submission, before queueing).
-JOB_KINDS: dict[str, tuple[str, ...]] = {
-    "txt2img": (),
-    "img2img": ("init_image",),
-    "inpaint": ("init_image", "mask"),
-    "controlnet": ("control_image",),
-    "edit": ("ref_images",),
-    "upscale": ("image",),
-    "video": (),
-}
-
-#: Kinds that generate on the warm Pipeline (the others leave the loaded model alone).
-PIPELINE_KINDS = ("txt2img", "img2img", "inpaint", "controlnet", "edit", "video")
-
-#: Built-in (PIL) upscalers of the ``upscale`` kind; anything else names an ESRGAN file.
-BUILTIN_UPSCALERS = {"lanczos": "LANCZOS", "nearest": "NEAREST"}
-
-#: Video container → file suffix (``frames`` folders are not offered by the server).
-VIDEO_FORMATS = ("mp4", "webm", "gif", "webp")
-
-#: Request fields that carry encoded images (those in ``IMAGE_LISTS`` carry a list of them).
-IMAGE_FIELDS = (
-    "init_image", "mask", "control_image", "image", "end_image", "ref_images", "control_frames",
-)  # fmt: skip
-IMAGE_LISTS = ("ref_images", "control_frames")
+#: the job vocabulary, also read from here by older callers
+__all__ = [
+    "BUILTIN_UPSCALERS",
+    "IMAGE_FIELDS",
+    "IMAGE_LISTS",
+    "JOB_KINDS",
+    "PIPELINE_KINDS",
+    "PipelineEngine",
+    "builtin_job",
+    "builtin_upscale",
+    "finish_scale",
+    "job_image",
+    "target_size",
+    "upscale_result",
+]
 
 
-@dataclass
-class JobSpec:
-    """One generation as the worker receives it: model path, load overrides, request fields.
-
-    ``params`` holds :class:`~sdcpp_service.types.GenerateRequest` fields; images are encoded
-    bytes (decoded in the worker with the pixel limit), LoRAs ``[name, weight]`` pairs.
-    """
-
-    id: str
-    kind: str
-    model: str
-    load: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-class Engine(Protocol):
-    """What the worker process drives. Implementations must be picklable (spawned workers)."""
-
-    def start(self) -> dict[str, Any]:
-        """Called once in the worker; returns system information for ``/system``."""
-        ...
-
-    def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
-        """Make ``model`` (with ``load`` overrides) the warm model; no-op when it already is."""
-        ...
-
-    def unload(self) -> None:
-        """Free the loaded model, if any."""
-        ...
-
-    def run(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
-        """Generate; each image carries ``info["parameters"]`` (infotext) and ``info["sdcpp"]``."""
-        ...
-
-    def state(self) -> dict[str, Any]:
-        """What is warm: ``{"model": path or "", "load": overrides, "loads": models built}``."""
-        ...
-
-
-def _seed(value: Any) -> int:
-    seed = int(value) if value is not None else -1
-    return seed if seed >= 0 else random.randint(0, 2**32 - 1)
-
-
-@dataclass
-class FakeEngine:
-    """Solid-colour images (colour from the seed), one progress report per step. For tests."""
-
-    step_seconds: float = 0.0
-    load_seconds: float = 0.0
-    loaded: str = ""
-    loads: int = 0
-    model: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def start(self) -> dict[str, Any]:
-        return {
-            "engine": "fake",
-            "system_info": "fake engine",
-            "physical_cores": 1,
-            "samplers": ["euler", "euler_a", "dpm++2m", "lcm"],
-            "schedulers": ["discrete", "karras", "simple"],
-            "hires_upscalers": [
-                "none",
-                "latent",
-                "latent (nearest)",
-                "lanczos",
-                "nearest",
-                "model",
-            ],
-        }
-
-    def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
-        key = f"{model}|{sorted(load.items())}"
-        if key != self.loaded:
-            time.sleep(self.load_seconds)
-            self.loaded, self.loads = key, self.loads + 1
-            self.model, self.overrides = model, dict(load)
-        return {"model": model, "loads": self.loads}
-
-    def unload(self) -> None:
-        self.loaded, self.model, self.overrides = "", "", {}
-
-    def state(self) -> dict[str, Any]:
-        return {"model": self.model, "load": self.overrides, "loads": self.loads}
-
-    def run(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
-        from sdcpp_service.engine.images import infotext
-
-        if spec.kind == "upscale":
-            return self._upscale(spec, progress)
-        self.load(spec.model, spec.load)
-        p = spec.params
-        prompt = str(p.get("prompt", ""))
-        width, height = int(p.get("width", 512)), int(p.get("height", 512))
-        steps, batch = int(p.get("steps", 20)), int(p.get("batch", 1))
-        for name, value in (("width", width), ("height", height)):
-            if value % 8:
-                raise InvalidRequest(name, f"{value} is not a multiple of 8 for this model")
-        if prompt.startswith("fail:"):
-            raise EngineError(f"generation failed: {prompt[5:].strip()}")
-        preview, every = str(p.get("preview") or "none"), int(p.get("preview_interval") or 1)
-        if preview not in ("none", "proj", "tae", "vae"):
-            raise InvalidRequest("preview", f"unknown preview mode '{preview}'")
-        t0 = time.perf_counter()
-        for step in range(1, steps + 1):
-            time.sleep(self.step_seconds)
-            elapsed = time.perf_counter() - t0
-            eta = (steps - step) * self.step_seconds
-            if preview != "none" and step % every == 0:
-                shade = (255 * step // steps, 0, 0)
-                small = Image.new("RGB", (max(1, width // 8), max(1, height // 8)), shade)
-                progress(Progress(step, steps, elapsed, eta, "preview", small))
-            progress(Progress(step, steps, elapsed, eta))
-        seed = _seed(p.get("seed"))
-        if spec.kind == "video":
-            return self._video(spec, seed, steps, time.perf_counter() - t0)
-        seeds = [seed + i for i in range(batch)]
-        if p.get("hires"):  # the second pass's size, as the engine would
-            scale = float(p.get("hires_scale", 2.0))
-            width = int(p.get("hires_width") or width * scale)
-            height = int(p.get("hires_height") or height * scale)
-        images = []
-        for s in seeds:
-            colour = (s * 37 % 256, s * 91 % 256, s * 13 % 256)
-            image = Image.new("RGB", (width, height), colour)
-            fields = {"Steps": steps, "Sampler": "Euler", "Seed": s, "Size": f"{width}x{height}"}
-            image.info["parameters"] = infotext(prompt, str(p.get("negative_prompt", "")), fields)
-            image.info["sdcpp"] = {"seed": s, "model": spec.model}
-            images.append(image)
-        total = time.perf_counter() - t0
-        params = {k: v for k, v in p.items() if k not in IMAGE_FIELDS}
-        params["seeds"] = seeds
-        params.update(sampler="euler", scheduler="discrete", seed=seed)
-        return GenerateResult(images, seeds, params, {"engine": total, "total": total})
-
-    def _video(self, spec: JobSpec, seed: int, steps: int, seconds: float) -> GenerateResult:
-        from sdcpp_service.engine.images import infotext
-
-        p = spec.params
-        width, height = int(p.get("width", 64)), int(p.get("height", 64))
-        count, fps = int(p.get("frames", 5)), float(p.get("fps", 16.0))
-        if count % 4 != 1:
-            raise InvalidRequest("frames", f"must be 4k+1 (1, 5, 9, …), got {count}")
-        frames = [
-            Image.new("RGB", (width, height), (seed * 37 % 256, 16 * i % 256, 0))
-            for i in range(count)
-        ]
-        fields = {"Steps": steps, "Seed": seed, "Size": f"{width}x{height}", "Frames": count}
-        frames[0].info["parameters"] = infotext(str(p.get("prompt", "")), "", fields)
-        params = {k: v for k, v in p.items() if k not in IMAGE_FIELDS}
-        params.update(seed=seed, fps=fps, frames=count)
-        return GenerateResult(frames, [seed], params, {"engine": seconds, "total": seconds})
-
-    def _upscale(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
-        """The ESRGAN stand-in: a nearest-neighbour ×4 "network", then the requested scale."""
-        t0 = time.perf_counter()
-        image = job_image(spec)
-        done = builtin_job(spec, image, t0)
-        if done is not None:
-            return done
-        scale = float(spec.params.get("scale") or 4.0)
-        out = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
-        out = finish_scale(out, image.size, scale)
-        progress(Progress(1, 1, time.perf_counter() - t0, 0.0, "upscaling"))
-        return upscale_result(spec, image, out, spec.model, time.perf_counter() - t0)
-
-
-def job_image(spec: JobSpec) -> Image.Image:
+def job_image(job: UpscaleJob) -> Image.Image:
     """The ``upscale`` job's input image (alpha kept; already checked by the server)."""
     from sdcpp_service.engine.images import load_image
 
-    return load_image(spec.params["image"], "image", mode="auto")
+    return load_image(job.image, "image", mode="auto")
 
 
-def builtin_job(spec: JobSpec, image: Image.Image, t0: float) -> GenerateResult | None:
-    """The result of an ``upscale`` job naming a built-in resizer (``lanczos``…), else None."""
-    method = str(spec.params.get("upscaler") or "")
-    if not method:
+def builtin_job(job: UpscaleJob, image: Image.Image, t0: float) -> JobOutput | None:
+    """The output of an ``upscale`` job naming a built-in resizer (``lanczos``…), else None."""
+    if not job.upscaler:
         return None
-    out = builtin_upscale(image, float(spec.params.get("scale") or 2.0), method)
-    return upscale_result(spec, image, out, method, time.perf_counter() - t0)
+    out = builtin_upscale(image, job.scale or 2.0, job.upscaler)
+    return upscale_result(job, image, out, job.upscaler, time.perf_counter() - t0)
 
 
 def target_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -252,8 +75,8 @@ def builtin_upscale(image: Image.Image, scale: float, method: str) -> Image.Imag
 
 
 def upscale_result(
-    spec: JobSpec, source: Image.Image, out: Image.Image, upscaler: str, seconds: float
-) -> GenerateResult:
+    job: UpscaleJob, source: Image.Image, out: Image.Image, upscaler: str, seconds: float
+) -> JobOutput:
     """The upscaled image carrying the input's infotext plus ``Postprocess upscale by``."""
     from pathlib import Path
 
@@ -263,10 +86,9 @@ def upscale_result(
     before = source.info.get("parameters")
     out.info["parameters"] = f"{before}, {note}" if isinstance(before, str) and before else note
     out.info["sdcpp"] = {"upscaler": upscaler, "scale": scale, "source": list(source.size)}
-    params = {k: v for k, v in spec.params.items() if k not in IMAGE_FIELDS}
-    params.update(upscaler=label, scale=scale, source_size=list(source.size))
+    params = {"tile": job.tile, "upscaler": label, "scale": scale, "source_size": list(source.size)}
     timings = {"engine": seconds, "total": seconds}
-    return GenerateResult([out], [-1], params, timings)
+    return JobOutput([out], [-1], params, timings)
 
 
 @dataclass
@@ -294,7 +116,7 @@ class PipelineEngine:
         info["hires_upscalers"] = list(nat.enum_names("hires_upscaler"))
         return info
 
-    def load(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
+    def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
         from sdcpp_service.engine.pipeline import Pipeline, plan_model
         from sdcpp_service.server.models import HashCache
 
@@ -323,47 +145,40 @@ class PipelineEngine:
         if up is not None:
             up.close()
 
-    def run(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
-        if spec.kind == "upscale":
-            return self._upscale(spec, progress)
-        self.load(spec.model, spec.load)
-        params = dict(spec.params)
-        prompt = str(params.pop("prompt", ""))
-        loras = [(str(name), float(weight)) for name, weight in params.pop("loras", None) or []]
-        if spec.kind == "video":
-            return self._video(prompt, loras, params, progress)
-        request = self.pipe.request(prompt, loras=loras, **params)
-        result: GenerateResult = self.pipe.run(request, progress)
-        return result
+    def run(self, job: EngineJob, progress: ProgressCallback) -> JobOutput:
+        if isinstance(job, UpscaleJob):
+            return self._upscale(job, progress)
+        self.load(job.model, job.load)
+        loras = list(job.loras)
+        if isinstance(job, VideoJob):
+            return self._video(job, loras, progress)
+        request = self.pipe.request(job.prompt, loras=loras, **job.params, **job.images)
+        result = self.pipe.run(request, progress)
+        return JobOutput(result.images, list(result.seeds), result.params, result.timings)
 
     def _video(
-        self,
-        prompt: str,
-        loras: list[tuple[str, float]],
-        params: dict[str, Any],
-        progress: ProgressCallback,
-    ) -> GenerateResult:
-        extra = {k: params.pop(k) for k in VIDEO_ONLY if k in params}
-        request = self.pipe.video_request(prompt, loras=loras, **params)
+        self, job: VideoJob, loras: list[tuple[str, float]], progress: ProgressCallback
+    ) -> JobOutput:
+        request = self.pipe.video_request(job.prompt, loras=loras, **job.params, **job.images)
         video = self.pipe.run_video(request, progress)
-        used = {**video.params, **extra, "fps": video.fps, "frames": len(video.frames)}
-        return GenerateResult(video.frames, [video.seed], used, video.timings)
+        used = {**video.params, "format": job.format, "fps": video.fps}
+        used["frames"] = len(video.frames)
+        return JobOutput(video.frames, [video.seed], used, video.timings, fps=video.fps)
 
-    def _upscale(self, spec: JobSpec, progress: ProgressCallback) -> GenerateResult:
+    def _upscale(self, job: UpscaleJob, progress: ProgressCallback) -> JobOutput:
         from sdcpp_service.engine.upscale import Upscaler
 
         t0 = time.perf_counter()
-        image = job_image(spec)
-        done = builtin_job(spec, image, t0)
+        image = job_image(job)
+        done = builtin_job(job, image, t0)
         if done is not None:
             return done
-        key = (spec.model, int(spec.params.get("tile") or 128))
+        key = (job.model, job.tile)
         if self.upscaler is None or self.upscaler_key != key:
             if self.upscaler is not None:
                 self.upscaler.close()
                 self.upscaler = None
             self.upscaler = Upscaler(key[0], self.settings.default_threads, key[1])
             self.upscaler_key = key
-        scale = spec.params.get("scale")
-        out = self.upscaler.upscale(image, None if scale is None else float(scale), progress)
-        return upscale_result(spec, image, out, spec.model, time.perf_counter() - t0)
+        out = self.upscaler.upscale(image, job.scale, progress)
+        return upscale_result(job, image, out, job.model, time.perf_counter() - t0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdcpp_service.server.engine import IMAGE_LISTS
+from sdcpp_service.engine.base import IMAGE_LISTS
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcpp_service._version import __version__
-from sdcpp_service.server.engine import JOB_KINDS
+from sdcpp_service.engine.base import JOB_KINDS
 from sdcpp_service.server.fields import GENERATION, IMAGE_FIELDS, KIND_FIELDS
 
 #: (method, path, tag, summary)

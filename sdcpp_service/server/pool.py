@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcpp_service.engine.base import PIPELINE_KINDS, Engine
 from sdcpp_service.errors import InvalidRequest
-from sdcpp_service.server.engine import PIPELINE_KINDS, Engine
 from sdcpp_service.server.worker import Worker, rss
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
+from sdcpp_service.engine.base import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_FORMATS, VIDEO_ONLY
 from sdcpp_service.errors import InvalidRequest, SdcppError
 from sdcpp_service.server import fields, models
-from sdcpp_service.server.engine import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_FORMATS, VIDEO_ONLY
 from sdcpp_service.server.jobs import Job, new_id
 from sdcpp_service.server.options import KIND_ONLY, LOAD_SLOTS, OPTIONAL_SLOTS, PREVIEW_MODES
 

@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdcpp_service.errors import Cancelled
-from sdcpp_service.server.engine import PIPELINE_KINDS, JobSpec
+from sdcpp_service.engine.base import PIPELINE_KINDS, engine_job
+from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import FINISHED, Images, Job, JobStore
 from sdcpp_service.server.pool import Assignment, Pool, Slot, model_key
-from sdcpp_service.server.worker import JobError, Worker, WorkerDied, error_data
+from sdcpp_service.server.worker import Worker, error_data
 from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.server")
@@ -287,8 +287,8 @@ class Scheduler:
     async def _unload(self, slot: Slot) -> None:
         """Free a worker's model (to make room); a worker that will not is stopped."""
         try:
-            reply = await slot.worker.call("unload")
-            slot.sync(reply.get("engine"))
+            await slot.worker.call("unload")
+            slot.sync(slot.worker.engine_state)
         except Exception:
             slot.worker.kill(cancelling=False)
             slot.forget()
@@ -299,10 +299,10 @@ class Scheduler:
         job = live.job
         self.store.start(job)
         self._emit(live, ("started", {"id": job.id, "attempt": job.attempts}))
-        params = {**job.params, **self.store.inputs(job.id)}
-        spec = JobSpec(job.id, job.kind, job.model, job.load, params)
         t0 = time.perf_counter()
         try:
+            params = {**job.params, **self.store.inputs(job.id)}
+            spec = engine_job(job.id, job.kind, job.model, job.load, params)
             if job.kind in PIPELINE_KINDS:
                 self.pool.check_fits(job.model, job.load)
             await slot.worker.ensure()
@@ -323,14 +323,15 @@ class Scheduler:
                 self._finish(live, "cancelled", error={"type": "Cancelled", "message": "cancelled"})
             else:
                 self._finish(live, "failed", error=error_data(exc))
-        except JobError as exc:
-            slot.sync(exc.data.pop("engine", None))
-            self._finish(live, "failed", error=exc.data)
-        except Exception as exc:  # a worker that cannot start, a model over the budget
+        except SdcppError as exc:  # raised in the worker (or it cannot start), or over budget
+            slot.sync(slot.worker.engine_state)
+            self._finish(live, "failed", error=error_data(exc))
+        except Exception as exc:  # a bug: the job fails, the loop goes on
+            log.exception("job %s", job.id)
             slot.forget()
             self._finish(live, "failed", error=error_data(exc))
         else:
-            slot.sync(reply.pop("engine", None))
+            slot.sync(slot.worker.engine_state)
             slot.jobs += 1
             self.job_seconds = 0.7 * self.job_seconds + 0.3 * (time.perf_counter() - t0)
             self._finish(live, "completed", result=reply)
@@ -407,13 +408,13 @@ class Scheduler:
             await slot.worker.ensure()
             try:
                 reply = await slot.worker.call("load", model, load)
-            except JobError as exc:
-                slot.sync(exc.data.pop("engine", None))
+            except SdcppError:
+                slot.sync(slot.worker.engine_state)
                 raise
             except Exception:
                 slot.forget()
                 raise
-            slot.sync(reply.pop("engine", None))
+            slot.sync(slot.worker.engine_state)
             return {**reply, "worker": slot.index}
         finally:
             self._release(slot)

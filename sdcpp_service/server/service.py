@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.config import Settings
+from sdcpp_service.engine.base import Engine
 from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import a1111_options, fields, models
-from sdcpp_service.server.engine import Engine
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job, JobStore
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions

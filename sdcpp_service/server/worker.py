@@ -5,45 +5,39 @@ a native crash must cost one job, never the server. So: cancel = kill the child;
 ``kill -9`` fails the running call with :class:`WorkerDied`; either way a fresh worker is started
 at once (warm for the next job, its model loaded on first use).
 
-Messages, parent → child: ``("run", JobSpec)``, ``("load", model, overrides)``, ``("unload",)``,
+Messages, parent → child: ``("run", EngineJob)``, ``("load", model, overrides)``, ``("unload",)``,
 ``("stop",)``. Child → parent: ``("ready", system_info)``, ``("fatal", error)``,
 ``("progress", (step, total, elapsed, eta, phase))``, ``("preview", (step, …), png_bytes)``,
-``("ok", reply)``, ``("error", error)``.
+``("ok", reply, engine_state)``, ``("error", error, engine_state)``. Errors cross as themselves
+(every :class:`~sdcpp_service.errors.SdcppError` pickles with its data).
 A reader thread turns the child's messages into callbacks on the server's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import multiprocessing
+import pickle
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from sdcpp_service.engine.base import Engine
+from sdcpp_service.errors import Cancelled, EngineError, SdcppError, WorkerDied
+from sdcpp_service.server.outputs import preview_png, rss, save_outputs
+from sdcpp_service.types import Progress
 
-from sdcpp_service.errors import Cancelled, EngineError, SdcppError
-from sdcpp_service.server.engine import Engine, JobSpec
-from sdcpp_service.types import GenerateResult, Progress
+__all__ = ["JobError", "Worker", "WorkerDied", "error_data", "rss", "worker_main"]
 
 log = logging.getLogger("sdcpp_service.server")
 
 
-class WorkerDied(EngineError):
-    """The worker process ended in the middle of a call (native crash, ``kill -9``, OOM)."""
-
-    def __init__(self, exitcode: int | None) -> None:
-        how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"{exitcode}"
-        super().__init__(f"the engine process died (exit {how}); the job was not finished")
-        self.exitcode = exitcode
-
-
 class JobError(SdcppError):
-    """An error raised inside the worker, carried back as data (``type``, ``field``)."""
+    """A stored job's error, raised again from its data (``type``, ``field``) for the clients
+    that wait on the job (the synchronous dialects)."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         super().__init__(str(data.get("message") or "the engine failed"))
@@ -65,73 +59,16 @@ def error_data(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def rss(pid: int | None) -> int:
-    """The resident memory of a process in bytes (Linux ``/proc``; 0 elsewhere)."""
-    if pid is None:
-        return 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def save_outputs(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[str, Any]:
-    """Write each image as ``<job id>-<n>.png`` (atomically, with infotext); describe them."""
-    from sdcpp_service.engine.images import save_image
-
-    names: list[str] = []
-    infotexts: list[str] = []
-    if spec.kind == "video":
-        return save_video(result, spec, outputs)
-    for i, image in enumerate(result.images):
-        name = f"{spec.id}-{i}.png"
-        text = str(image.info.get("parameters", ""))
-        save_image(image, outputs / name, text, image.info.get("sdcpp"), force=True)
-        names.append(name)
-        infotexts.append(text)
-    first = result.images[0].size if result.images else (0, 0)
-    return {
-        "outputs": names,
-        "seeds": list(result.seeds),
-        "infotexts": infotexts,
-        "params": result.params,
-        "timings": result.timings,
-        "width": first[0],
-        "height": first[1],
-    }
-
-
-def save_video(result: GenerateResult, spec: JobSpec, outputs: Path) -> dict[str, Any]:
-    """Write the frames as one ``<job id>-0.<format>`` video (atomically, parameters inside)."""
-    from sdcpp_service.engine.videofile import save_video as write
-
-    fmt = str(result.params.get("format") or spec.params.get("format") or "mp4")
-    name = f"{spec.id}-0.{fmt}"
-    first = result.images[0]
-    text = str(first.info.get("parameters", ""))
-    fps = float(result.params.get("fps") or 16.0)
-    write(result.images, outputs / name, fps, text, first.info.get("sdcpp"), force=True)
-    return {
-        "outputs": [name],
-        "seeds": list(result.seeds),
-        "infotexts": [text],
-        "params": result.params,
-        "timings": result.timings,
-        "width": first.width,
-        "height": first.height,
-        "frames": len(result.images),
-        "fps": fps,
-    }
-
-
-def preview_png(image: Image.Image) -> bytes:
-    """A preview frame as a quickly compressed PNG (it crosses the pipe and goes to clients)."""
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+def as_sent(exc: BaseException) -> SdcppError:
+    """The error to send to the server: itself when it is ours and pickles, else an
+    EngineError saying what it was."""
+    if isinstance(exc, SdcppError):
+        try:
+            pickle.loads(pickle.dumps(exc))
+            return exc
+        except Exception:
+            return EngineError(str(exc))
+    return EngineError(f"internal error in the engine worker: {type(exc).__name__}: {exc}")
 
 
 def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
@@ -140,7 +77,7 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
     try:
         info = engine.start()
     except BaseException as exc:
-        conn.send(("fatal", error_data(exc)))
+        conn.send(("fatal", as_sent(exc)))
         return
     conn.send(("ready", info))
 
@@ -162,8 +99,7 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
                 engine.unload()
                 return
             if op == "run":
-                spec: JobSpec = msg[1]
-                reply = save_outputs(engine.run(spec, report), spec, out_dir)
+                reply = save_outputs(engine.run(msg[1], report), msg[1], out_dir)
             elif op == "load":
                 reply = engine.load(msg[1], msg[2])
             elif op == "unload":
@@ -171,9 +107,9 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
                 reply = {}
             else:
                 raise EngineError(f"unknown worker call '{op}'")
-            conn.send(("ok", {**reply, "engine": engine.state()}))
+            conn.send(("ok", reply, engine.state()))
         except Exception as exc:
-            conn.send(("error", {**error_data(exc), "engine": engine.state()}))
+            conn.send(("error", as_sent(exc), engine.state()))
 
 
 class Worker:
@@ -187,6 +123,8 @@ class Worker:
         self.starts = 0
         #: resident memory of the last started worker once ready (before any model)
         self.baseline = 0
+        #: what the engine said it holds, with its last reply (see ``Engine.state``)
+        self.engine_state: dict[str, Any] | None = None
         #: why the last start failed ("" once a worker is ready)
         self.error = ""
         self._proc: Any = None
@@ -277,17 +215,19 @@ class Worker:
             if kind == "ready":
                 self._ready.set_result(msg[1])
             else:
-                self._ready.set_exception(JobError(msg[1]))
+                self._ready.set_exception(msg[1])
         elif kind in ("ok", "error") and self._pending is not None and not self._pending.done():
+            self.engine_state = msg[2]
             if kind == "ok":
                 self._pending.set_result(msg[1])
             else:
-                self._pending.set_exception(JobError(msg[1]))
+                self._pending.set_exception(msg[1])
 
     def _on_exit(self, gen: int, exitcode: int | None) -> None:
         if gen != self._gen:
             return
         err: EngineError = Cancelled("cancelled") if self._cancelling else WorkerDied(exitcode)
+        self.engine_state = None
         for fut in (self._ready, self._pending):
             if fut is not None and not fut.done():
                 fut.set_exception(err)

@@ -18,8 +18,8 @@ import uvicorn
 
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
-from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.options import ServerOptions
+from tests.fakes import FakeEngine
 from tests.server.test_real_clients import free_port
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
-from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.options import ServerOptions
+from tests.fakes import FakeEngine
 
 
 def free_port() -> int:

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.jobs import Job, JobStore, new_id
 from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.worker import Worker
+from tests.fakes import FakeEngine
 
 
 def job(steps: int = 2, model: str = "a", prompt: str = "p", **params: Any) -> Job:

@@ -11,9 +11,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from sdcpp_service._version import __version__
+from sdcpp_service.engine.base import IMAGE_LISTS
 from sdcpp_service.server import fields, models, sse
 from sdcpp_service.server import prepare as checks
-from sdcpp_service.server.engine import IMAGE_LISTS
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import STATES, Job
 from sdcpp_service.server.options import LOAD_SLOTS, OPTIONAL_SLOTS

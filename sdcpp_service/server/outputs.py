@@ -1,0 +1,80 @@
+"""What a worker writes and measures: a job's output files (atomically, with their infotext),
+preview frames as PNG, a process's resident memory."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdcpp_service.engine.base import EngineJob, JobOutput, VideoJob
+
+
+def rss(pid: int | None) -> int:
+    """The resident memory of a process in bytes (Linux ``/proc``; 0 elsewhere)."""
+    if pid is None:
+        return 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def save_outputs(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, Any]:
+    """Write each image as ``<job id>-<n>.png`` (atomically, with infotext); describe them."""
+    from sdcpp_service.engine.images import save_image
+
+    names: list[str] = []
+    infotexts: list[str] = []
+    if isinstance(job, VideoJob):
+        return save_video(result, job, outputs)
+    for i, image in enumerate(result.images):
+        name = f"{job.id}-{i}.png"
+        text = str(image.info.get("parameters", ""))
+        save_image(image, outputs / name, text, image.info.get("sdcpp"), force=True)
+        names.append(name)
+        infotexts.append(text)
+    first = result.images[0].size if result.images else (0, 0)
+    return {
+        "outputs": names,
+        "seeds": list(result.seeds),
+        "infotexts": infotexts,
+        "params": result.params,
+        "timings": result.timings,
+        "width": first[0],
+        "height": first[1],
+    }
+
+
+def save_video(result: JobOutput, job: VideoJob, outputs: Path) -> dict[str, Any]:
+    """Write the frames as one ``<job id>-0.<format>`` video (atomically, parameters inside)."""
+    from sdcpp_service.engine.videofile import save_video as write
+
+    name = f"{job.id}-0.{job.format}"
+    first = result.images[0]
+    text = str(first.info.get("parameters", ""))
+    fps = float(result.fps or result.params.get("fps") or 16.0)
+    write(result.images, outputs / name, fps, text, first.info.get("sdcpp"), force=True)
+    return {
+        "outputs": [name],
+        "seeds": list(result.seeds),
+        "infotexts": [text],
+        "params": result.params,
+        "timings": result.timings,
+        "width": first.width,
+        "height": first.height,
+        "frames": len(result.images),
+        "fps": fps,
+    }
+
+
+def preview_png(image: Image.Image) -> bytes:
+    """A preview frame as a quickly compressed PNG (it crosses the pipe and goes to clients)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
