@@ -1,7 +1,7 @@
 """The queue: jobs to the pool's workers (one job per worker at a time), events for watchers,
 cancel per job.
 
-Jobs are persisted by :class:`~sdcpp_service.server.jobs.JobStore`; this module keeps the
+Jobs are persisted by a :class:`~sdcpp_service.server.store.JobStore`; this module keeps the
 in-memory side (who is waiting, who is watching, the latest progress). Which job runs where is
 :meth:`~sdcpp_service.server.pool.Pool.plan`'s choice: the worker with the job's model warm, a
 bounded reordering towards warm models, never starvation.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from typing import Any
 from sdcpp_service.engine.base import PIPELINE_KINDS, engine_job
 from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
-from sdcpp_service.server.jobs import FINISHED, Images, Job, JobStore
+from sdcpp_service.server.jobs import FINISHED, Images, Job
 from sdcpp_service.server.pool import Assignment, Pool, Slot, model_key
+from sdcpp_service.server.store import JobStore
 from sdcpp_service.server.worker import Worker, error_data
 from sdcpp_service.types import Progress
 
@@ -30,6 +32,8 @@ log = logging.getLogger("sdcpp_service.server")
 Event = tuple[str, dict[str, Any]]
 
 OUTPUT_URL = "/api/v1/outputs/{}"
+#: Seconds between two heartbeats of this node's running jobs in the store.
+HEARTBEAT_SECONDS = 15.0
 
 
 @dataclass
@@ -49,6 +53,8 @@ class Live:
     client: str = ""
     #: when it started on a worker (monotonic), 0 while queued
     started: float = 0.0
+    #: when its progress was last written to the store (monotonic)
+    saved: float = 0.0
 
     @property
     def key(self) -> str:
@@ -75,7 +81,10 @@ class Scheduler:
         window: int = 4,
         max_skips: int = 3,
         on_finish: Callable[[Job], None] | None = None,
+        owner: str = "",
     ) -> None:
+        #: this node's name in the store (who claimed a job, whose jobs to recover)
+        self.owner = owner or socket.gethostname()
         #: called with each job once it is stored as finished (retention, …)
         self.on_finish = on_finish
         self.store = store
@@ -93,6 +102,8 @@ class Scheduler:
         self._freed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._submitting = 0
         self._stopping = False
 
     # -- what the routes read ---------------------------------------------------------------
@@ -117,12 +128,24 @@ class Scheduler:
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        requeued, failed = self.store.recover()
+        requeued, failed = await asyncio.to_thread(self.store.recover, self.owner)
         if requeued or failed:
             log.warning("recovered jobs: %d re-queued, %d failed", len(requeued), len(failed))
-        for job in self.store.list_jobs("queued", limit=1_000_000)[0]:
+        queued, _ = await asyncio.to_thread(self.store.list_jobs, "queued", 1_000_000)
+        for job in queued:
             self._enqueue(Live(job))
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._heartbeat = loop.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """Tell the store this node is alive (its running jobs' heartbeat) now and then."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await asyncio.to_thread(self.store.heartbeat, self.owner)
+            except Exception as exc:  # a locked database must not stop the service
+                log.error("heartbeat: %s", exc)
 
     async def stop(self) -> None:
         """Stop running jobs (they go back to the queue), then the workers."""
@@ -135,12 +158,13 @@ class Scheduler:
             if not self._jobs:
                 break
             await asyncio.sleep(0.05)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await asyncio.gather(*(s.worker.close() for s in self.pool.slots))
 
     # -- submitting and cancelling -------------------------------------------------------------
@@ -149,12 +173,17 @@ class Scheduler:
         workers = len(self.pool.slots)
         return int(min(3600, max(1, (len(self.queue) + 1) * self.job_seconds / workers)))
 
-    def submit(self, job: Job, images: Images | None = None, client: str = "") -> Live:
-        if len(self.queue) >= self.max_queue:
+    async def submit(self, job: Job, images: Images | None = None, client: str = "") -> Live:
+        """Store the job (its images written off the event loop) and queue it."""
+        if len(self.queue) + self._submitting >= self.max_queue:
             raise QueueFull(len(self.queue), self.retry_after())
         if job.kind in PIPELINE_KINDS:
             self.pool.check_fits(job.model, job.load)
-        self.store.add(job, images)
+        self._submitting += 1
+        try:
+            await asyncio.to_thread(self.store.submit, job, images)
+        finally:
+            self._submitting -= 1
         live = Live(job, client=client)
         self._enqueue(live)
         return live
@@ -174,10 +203,12 @@ class Scheduler:
         """Cancel a queued job (removed) or a running one (its worker, and only it, is
         stopped)."""
         live = self.live.get(job_id)
-        if live is None:
+        if live is None:  # not ours: its owner (another node) sees the request
             job = self.store.get(job_id)
             if job is None:
                 raise NotFound(f"no job '{job_id}'")
+            if not job.finished_state:
+                self.store.request_cancel(job_id)
             return job
         live.cancel = True
         slot = self.running.get(job_id)
@@ -297,11 +328,14 @@ class Scheduler:
 
     async def _attempt(self, live: Live, slot: Slot) -> None:
         job = live.job
-        self.store.start(job)
+        if not self.store.claim(job, self.owner, slot.index):  # taken or cancelled elsewhere
+            self.live.pop(job.id, None)
+            live.done.set()
+            return
         self._emit(live, ("started", {"id": job.id, "attempt": job.attempts}))
         t0 = time.perf_counter()
         try:
-            params = {**job.params, **self.store.inputs(job.id)}
+            params = {**job.params, **await asyncio.to_thread(self.store.inputs, job.id)}
             spec = engine_job(job.id, job.kind, job.model, job.load, params)
             if job.kind in PIPELINE_KINDS:
                 self.pool.check_fits(job.model, job.load)
@@ -338,7 +372,15 @@ class Scheduler:
 
     def _progress(self, live: Live, p: Progress) -> None:
         live.progress = p
-        self._emit(live, ("progress", progress_data(live.job.id, p)))
+        data = progress_data(live.job.id, p)
+        self._emit(live, ("progress", data))
+        now = time.monotonic()
+        if now - live.saved >= 1.0 or p.step == p.total:  # the store: about once a second
+            live.saved = now
+            try:
+                self.store.progress(live.job.id, data)
+            except Exception as exc:
+                log.error("progress of %s: %s", live.job.id, exc)
 
     def _preview(self, live: Live, p: Progress, png: bytes) -> None:
         live.preview, live.preview_step = png, p.step

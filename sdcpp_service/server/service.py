@@ -20,10 +20,11 @@ from sdcpp_service.engine.base import Engine
 from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import a1111_options, fields, models
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
-from sdcpp_service.server.jobs import FINISHED, Job, JobStore
+from sdcpp_service.server.jobs import FINISHED, Job
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
 from sdcpp_service.server.pool import GB, Pool, Slot
 from sdcpp_service.server.scheduler import Event, Live, Scheduler
+from sdcpp_service.server.sqlite import SQLiteJobStore
 from sdcpp_service.server.worker import JobError, Worker
 from sdcpp_service.types import Progress
 
@@ -36,7 +37,7 @@ class Service:
         self.options = options
         self.outputs = settings.data_dir / "outputs"
         self.outputs.mkdir(parents=True, exist_ok=True)
-        self.store = JobStore(settings.data_dir / "jobs.sqlite")
+        self.store = SQLiteJobStore(settings.data_dir / "jobs.sqlite")
         self.pool = Pool.create(
             engine,
             self.outputs,
@@ -52,6 +53,7 @@ class Service:
         #: A1111 options set by clients (persisted; echoed back by GET /sdapi/v1/options)
         self.a1111_options: dict[str, Any] = a1111_options.load(settings.data_dir)
         self._warming: asyncio.Task[None] | None = None
+        self._housekeeping: set[asyncio.Future[list[str]]] = set()
         self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -153,15 +155,17 @@ class Service:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def submit(self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = "") -> Live:
-        return self.scheduler.submit(job, images, client)
+    async def submit(
+        self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = ""
+    ) -> Live:
+        return await self.scheduler.submit(job, images, client)
 
     async def run(
         self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = ""
     ) -> Job:
         """Submit and wait (the synchronous dialects); a failed job raises its error.
         ``client`` names who waits (see :meth:`progress_for`)."""
-        live = self.submit(job, images, client)
+        live = await self.submit(job, images, client)
         try:
             done = await asyncio.wait_for(
                 self.scheduler.wait(live.job.id), self.options.sync_timeout
@@ -215,7 +219,13 @@ class Service:
         return removed
 
     def _after_job(self, job: Job) -> None:
-        self.cap_outputs(keep=job.id)
+        """Once a job is finished: the disk cap, off the event loop."""
+        if self.options.keep_outputs_gb > 0:
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.cap_outputs, job.id)
+            )
+            self._housekeeping.add(task)
+            task.add_done_callback(self._housekeeping.discard)
 
     def delete_job(self, job_id: str) -> Job:
         """Remove a finished job and its output files; a queued or running one is refused."""
@@ -267,10 +277,10 @@ class Service:
     def events(self, job_id: str) -> AsyncIterator[Event]:
         return self.scheduler.events(job_id)
 
-    def list_jobs(
+    async def list_jobs(
         self, state: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[Job], int]:
-        return self.store.list_jobs(state, limit, offset)
+        return await asyncio.to_thread(self.store.list_jobs, state, limit, offset)
 
     async def load_model(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
         """Warm ``model`` on a worker (see :meth:`Scheduler.load`)."""

@@ -239,9 +239,9 @@ def test_old_jobs_are_removed_at_start(make_client: MakeClient, tmp_path: Any) -
     )
     wait_done(client, recent["id"])
     client.__exit__(None, None, None)
-    from sdcpp_service.server.jobs import JobStore
+    from sdcpp_service.server.sqlite import SQLiteJobStore
 
-    store = JobStore(tmp_path / "data" / "jobs.sqlite")
+    store = SQLiteJobStore(tmp_path / "data" / "jobs.sqlite")
     with store._tx() as db:  # finished two hours ago
         db.execute("UPDATE jobs SET finished=finished-7200 WHERE id=?", (old["id"],))
     store.close()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sdcpp_service.server.jobs import Job, JobStore, new_id
+from sdcpp_service.server.jobs import Job, new_id
 from sdcpp_service.server.scheduler import Live, Scheduler
+from sdcpp_service.server.sqlite import SQLiteJobStore as JobStore
 from sdcpp_service.server.worker import Worker
 from tests.fakes import FakeEngine
 
@@ -43,7 +45,7 @@ def run_with(
 def test_events_in_order_and_output_written(tmp_path: Path) -> None:
     async def body(s: Scheduler) -> None:
         j = job(steps=3)
-        s.submit(j)
+        await s.submit(j)
         events = [e async for e in s.events(j.id)]
         kinds = [k for k, _ in events]
         assert kinds[0] in ("queued", "started")
@@ -60,8 +62,8 @@ def test_events_in_order_and_output_written(tmp_path: Path) -> None:
 def test_cancel_running_then_next_job_runs(tmp_path: Path) -> None:
     async def body(s: Scheduler) -> None:
         slow, nxt = job(steps=500), job(steps=1)
-        s.submit(slow)
-        s.submit(nxt)
+        await s.submit(slow)
+        await s.submit(nxt)
         while s.current is None or s.current.progress is None:
             await asyncio.sleep(0.02)
         s.cancel(slow.id)
@@ -74,8 +76,8 @@ def test_cancel_running_then_next_job_runs(tmp_path: Path) -> None:
 def test_kill_worker_fails_job_and_recovers(tmp_path: Path) -> None:
     async def body(s: Scheduler) -> None:
         slow, nxt = job(steps=500), job(steps=1)
-        s.submit(slow)
-        s.submit(nxt)
+        await s.submit(slow)
+        await s.submit(nxt)
         while s.current is None or s.current.progress is None:
             await asyncio.sleep(0.02)
         pid = s.worker.pid
@@ -93,8 +95,8 @@ def test_kill_worker_fails_job_and_recovers(tmp_path: Path) -> None:
 def test_engine_error_is_data(tmp_path: Path) -> None:
     async def body(s: Scheduler) -> None:
         bad, odd = job(prompt="fail: boom"), job(width=65)
-        s.submit(bad)
-        s.submit(odd)
+        await s.submit(bad)
+        await s.submit(odd)
         failed = await s.wait(bad.id)
         assert failed.error is not None and "boom" in failed.error["message"]
         wrong = await s.wait(odd.id)
@@ -108,13 +110,13 @@ def test_queue_limit(tmp_path: Path) -> None:
 
     async def body(s: Scheduler) -> None:
         first = job(steps=500)
-        s.submit(first)
+        await s.submit(first)
         while s.current is None:
             await asyncio.sleep(0.01)
-        s.submit(job())
-        s.submit(job())
+        await s.submit(job())
+        await s.submit(job())
         try:
-            s.submit(job())
+            await s.submit(job())
         except QueueFull as exc:
             assert exc.retry_after >= 1
         else:
@@ -144,13 +146,15 @@ def test_reordering_prefers_loaded_model_without_starvation(tmp_path: Path) -> N
 
 def test_restart_recovers_queued_and_running(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
-    queued, crashed, twice = job(), job(), job()
-    for j in (queued, crashed, twice):
-        store.add(j, {"init_image": b"x"})
-    store.start(crashed)
-    store.start(twice)
+    queued, crashed, twice, elsewhere = job(), job(), job(), job()
+    for j in (queued, crashed, twice, elsewhere):
+        store.submit(j, {"init_image": b"x"})
+    here = socket.gethostname()
+    store.claim(crashed, here, 0)
+    store.claim(twice, here, 1)
     store.requeue(twice)
-    store.start(twice)  # second attempt also died with the server
+    store.claim(twice, here, 0)  # second attempt also died with the server
+    store.claim(elsewhere, "another-node", 0)  # not ours to recover
     store.close()
 
     async def body(s: Scheduler) -> None:
@@ -159,6 +163,8 @@ def test_restart_recovers_queued_and_running(tmp_path: Path) -> None:
         gone = s.store.get(twice.id)
         assert gone is not None and gone.state == "failed"
         assert s.store.inputs(queued.id) == {}
+        other = s.store.get(elsewhere.id)
+        assert other is not None and other.state == "running" and other.owner == "another-node"
 
     run_with(tmp_path, body)
 
@@ -180,7 +186,7 @@ def test_engine_that_cannot_start_fails_jobs_not_the_server(tmp_path: Path) -> N
         await sched.start()
         try:
             j = job()
-            sched.submit(j)
+            await sched.submit(j)
             failed = await asyncio.wait_for(sched.wait(j.id), 60)
             assert failed.state == "failed" and failed.error is not None
             assert failed.error["type"] == "EngineNotInstalled"

@@ -121,7 +121,7 @@ async def run_sync(
     """Submit a job and wait for it, as the synchronous dialects do. A client that disconnects
     meanwhile cancels its job (unless ``cancel_on_disconnect`` is false): the result is then
     ``(None, live)``. A failed job raises its error; past ``sync_timeout``, 504."""
-    live = svc.submit(job, images, client_key(request))
+    live = await svc.submit(job, images, client_key(request))
     finished = asyncio.ensure_future(live.done.wait())
     gone = asyncio.ensure_future(_disconnected(request))
     try:

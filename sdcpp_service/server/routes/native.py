@@ -106,7 +106,7 @@ async def create_job(request: Request) -> Response:
         model = None
     kind = body.get("kind", "txt2img")
     job = checks.prepare(svc, str(kind), values, images, loras, model, load, errors)
-    live = svc.submit(job, images)
+    live = await svc.submit(job, images)
     view = job_view(svc, live.job)
     return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
 
@@ -132,7 +132,7 @@ async def list_jobs(request: Request) -> Response:
         raise ValidationFailed({"status": f"must be one of {', '.join(STATES)}"})
     limit = _int_arg(request, "limit", 50, 1, 1000)
     offset = _int_arg(request, "offset", 0, 0, 10**9)
-    jobs, total = svc.list_jobs(status, limit, offset)
+    jobs, total = await svc.list_jobs(status, limit, offset)
     names = _names(svc)
     views = [job_view(svc, j, names) for j in jobs]
     return JSONResponse({"jobs": views, "total": total, "limit": limit, "offset": offset})
