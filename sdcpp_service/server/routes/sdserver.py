@@ -84,7 +84,7 @@ async def _submit(request: Request, video: bool) -> Response:
     try:
         kind = "video" if video else schema.image_kind(images)
         job = checks.prepare(svc, kind, parsed, images, loras, model, load, errors)
-        live = svc.submit(job, images)
+        live = await svc.submit(job, images)
     except ValidationFailed as exc:
         named = schema.their_names(exc.errors)
         text = "; ".join(f"{k}: {v}" for k, v in named.items())
@@ -159,9 +159,13 @@ def _result(svc: Service, job: Job, options: dict[str, Any]) -> dict[str, Any]:
     return {"output_format": fmt, "images": images}
 
 
+def _position(svc: Service, job_id: str) -> int:
+    position = svc.position(job_id)
+    return 0 if position is None else position + 1
+
+
 def job_json(svc: Service, job: Job, options: dict[str, Any]) -> dict[str, Any]:
     """A job in sd-server's shape."""
-    queue = [live.job.id for live in svc.scheduler.queue]
     error = None
     if job.state == "cancelled":
         error = {"code": "cancelled", "message": "job cancelled by client"}
@@ -175,7 +179,7 @@ def job_json(svc: Service, job: Job, options: dict[str, Any]) -> dict[str, Any]:
         "created": int(job.created),
         "started": int(job.started) if job.started else None,
         "completed": int(job.finished) if job.finished else None,
-        "queue_position": queue.index(job.id) + 1 if job.id in queue else 0,
+        "queue_position": _position(svc, job.id),
         "result": _result(svc, job, options) if job.state == "completed" else None,
         "error": error,
     }
@@ -198,7 +202,7 @@ async def get_job(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     svc = service(request)
     try:
-        job = svc.scheduler.cancel(request.path_params["id"])
+        job = svc.cancel(request.path_params["id"])
     except NotFound:
         return _error(404, "job not found")
     for _ in range(200):  # a generating job stops within moments (its worker is stopped)
