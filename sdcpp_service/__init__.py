@@ -20,9 +20,9 @@ from sdcpp_service._version import __version__
 
 if TYPE_CHECKING:
     from sdcpp_service.config import Settings
+    from sdcpp_service.engine.oneshot import generate_video
     from sdcpp_service.engine.pipeline import Pipeline
     from sdcpp_service.engine.upscale import Upscaler, upscale
-    from sdcpp_service.engine.video import generate_video
     from sdcpp_service.errors import (
         InvalidImage,
         InvalidModelFile,
@@ -95,7 +95,7 @@ _LAZY = {
     "scan": "sdcpp_service.models",
     "Upscaler": "sdcpp_service.engine.upscale",
     "upscale": "sdcpp_service.engine.upscale",
-    "generate_video": "sdcpp_service.engine.video",
+    "generate_video": "sdcpp_service.engine.oneshot",
     "apply_styles": "sdcpp_service.styles",
 }  # fmt: skip
 

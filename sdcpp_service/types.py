@@ -183,16 +183,6 @@ class GenerateResult:
     timings: dict[str, float]
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """What a door received for ``-m``: a path or a catalog name."""
-
-    value: str
-
-    def as_path(self) -> Path:
-        return Path(self.value).expanduser()
-
-
 @dataclass
 class VideoRequest:
     """One video generation call (Wan). ``None`` means "the engine's default for this model".

@@ -49,7 +49,7 @@ def run(
 ) -> None:
     from sdcpp_service.config import Settings
     from sdcpp_service.engine.images import unique_path
-    from sdcpp_service.engine.video import generate_video
+    from sdcpp_service.engine.oneshot import generate_video
 
     if output is None:  # the default name never overwrites: video-1.mp4, video-2.mp4, …
         output = str(Path(DEFAULT_OUTPUT) if force else unique_path(Path(DEFAULT_OUTPUT)))

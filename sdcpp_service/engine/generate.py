@@ -111,10 +111,6 @@ def validate(ctx: Context, req: GenerateRequest) -> None:
     resolve_sampler(ctx, req)
 
 
-def _empty_image(lib: Any) -> Any:
-    return lib.sd_image_t(width=0, height=0, channel=3, data=None)
-
-
 def build_params(
     ctx: Context, req: GenerateRequest, seed: int, keep: list[Any]
 ) -> tuple[Any, dict[str, Any]]:
@@ -199,12 +195,6 @@ def _cache_mode(name: str) -> int:
             "cache_mode", f"unknown cache mode '{name}' (known: {', '.join(table)})"
         )
     return table[key]
-
-
-def cache_modes() -> list[str]:
-    from sdcpp_service.engine.sdcpp import highlevel
-
-    return list(highlevel().SD_CACHE_MODE_MAP)
 
 
 def generate(

@@ -24,8 +24,8 @@ from sdcpp_service.engine.context import Context
 from sdcpp_service.engine.generate import generate, size_multiple
 from sdcpp_service.engine.images import GeneratedImage, infotext, load_image, size_for_image
 from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.models.loadplan import plan_model
 from sdcpp_service.types import (
-    COMPONENT_SLOTS,
     GenerateRequest,
     GenerateResult,
     LoadOptions,
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 ImageInput = str | Path | bytes | Image.Image
 
-_LOAD_FIELDS = {f.name for f in dataclasses.fields(LoadOptions)}
 _REQUEST_FIELDS = {f.name for f in dataclasses.fields(GenerateRequest)}
 #: Friendly aliases accepted by ``Pipeline.generate``.
 _ALIASES = {"negative": "negative_prompt", "cfg": "cfg_scale", "batch_count": "batch", "n": "batch"}
@@ -49,67 +48,7 @@ HashFn = Callable[[str], str]
 _NULLABLE = {"eta", "flow_shift", "image_cfg_scale", "sampler", "scheduler"}
 
 
-MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
-#: LoadOptions fields the model planner does not resolve (passed through as given).
 log = logging.getLogger("sdcpp_service.engine")
-_PASS_THROUGH = ("high_noise_diffusion_model", "llm_vision")
-
-
-def plan_model(
-    model: str | Path,
-    settings: Settings,
-    slot: str | None = None,
-    **overrides: Any,
-) -> tuple[LoadOptions, Any]:
-    """A model (path or catalog name) plus component overrides -> load options and its info.
-
-    Detection reads the file's header and picks the loader slot; missing components (VAE, text
-    encoders) are found in the catalog or reported as ``MissingComponent``."""
-    from sdcpp_service.models import plan
-
-    unknown = set(overrides) - _LOAD_FIELDS
-    if unknown:
-        raise InvalidRequest(sorted(unknown)[0], "not a load option of Pipeline.load")
-    if slot not in (None, "model", "diffusion_model"):
-        raise InvalidRequest("slot", f"'{slot}' is not model or diffusion_model")
-    comps = {k: str(v) for k, v in overrides.items() if k in COMPONENT_SLOTS and v}
-    #: ``t5xxl=False`` (any component set to False): run without it, even if the model needs it
-    without = {k: None for k, v in overrides.items() if k in COMPONENT_SLOTS and v is False}
-    passed = {k: comps.pop(k) for k in _PASS_THROUGH if k in comps}
-    for main in ("model", "diffusion_model"):
-        if main in comps:
-            raise InvalidRequest(main, "give the main model as the first argument")
-    given = Path(model).expanduser()
-    if given.suffix.lower() in MODEL_SUFFIXES and not given.exists():
-        raise InvalidRequest("model", f"no such model file '{model}'")
-    load_plan = plan(model, {**comps, **without}, settings)
-    fields: dict[str, Any] = {}
-    for arg, path in load_plan.slots.items():
-        key = arg.removesuffix("_path")
-        if key in _LOAD_FIELDS:
-            fields[key] = path
-    if slot is not None and slot not in fields:  # the user forces the other loader slot
-        other = "diffusion_model" if slot == "model" else "model"
-        fields[slot] = fields.pop(other)
-    fields.update(passed)
-    if "high_noise_diffusion_model" not in overrides and str(load_plan.info.arch).startswith("wan"):
-        from sdcpp_service.engine.videogen import high_noise_partner
-
-        partner = high_noise_partner(load_plan.info.path)
-        if partner is not None:  # a Wan2.2 A14B pair, found by the release's naming
-            log.info("using the high-noise model %s", partner.name)
-            fields["high_noise_diffusion_model"] = str(partner)
-    fields.update({k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS})
-    if "embeddings" in fields:
-        fields["embeddings"] = tuple(str(e) for e in fields["embeddings"])
-    return LoadOptions(**fields), load_plan.info
-
-
-def resolve_load_options(
-    model: str | Path, settings: Settings, slot: str | None = None, **overrides: Any
-) -> LoadOptions:
-    """Only the load options of :func:`plan_model` (what decides whether a reload is needed)."""
-    return plan_model(model, settings, slot, **overrides)[0]
 
 
 class Pipeline:

@@ -1,6 +1,7 @@
-"""Video for the library and every door: ``generate_video("a fox running", "wan2.1_t2v_1.3B")``.
+"""Video on a loaded Pipeline: the request, the run, the infotext (the one-shot library call
+``generate_video("a fox running", "wan2.1_t2v_1.3B")`` is :mod:`~sdcpp_service.engine.oneshot`).
 
-Assembly is the model planner's (:func:`~sdcpp_service.engine.pipeline.plan_model`): a Wan
+Assembly is the model planner's (:func:`~sdcpp_service.models.loadplan.plan_model`): a Wan
 model gets its Wan VAE (2.1, or 2.2 for TI2V 5B), the umT5-XXL text encoder, and CLIP vision H
 for the Wan2.1 image-conditioned models; a Wan2.2 A14B pair is the low-noise model as ``model``
 plus ``high_noise_diffusion_model``. ``t5xxl=False`` runs without a text encoder (the engine feeds
@@ -21,15 +22,12 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdcpp_service._version import __version__
-from sdcpp_service.config import Settings
 from sdcpp_service.engine import names
 from sdcpp_service.engine.images import infotext, load_image
 from sdcpp_service.engine.videofile import check_target, save_video, video_target
 from sdcpp_service.engine.videogen import (
     MAX_SEED,
-    check_frames,
     check_high_noise,
-    check_size,
     family_of,
     generate,
     validate,
@@ -197,56 +195,3 @@ def render_video(
             result.frames, output, result.fps, result.infotext, result.params, force=force
         )
     return result
-
-
-def generate_video(
-    prompt: str,
-    model: str | Path,
-    output: str | Path | None = None,
-    *,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-    settings: Settings | None = None,
-    **params: Any,
-) -> VideoResult:
-    """Load ``model`` (path or catalog name), make one video, optionally write it, unload.
-
-    Keyword arguments are :class:`~sdcpp_service.types.VideoRequest` fields (``frames``, ``fps``,
-    ``width``, ``height``, ``steps``, ``cfg``, ``seed``, ``init_image``, ``end_image``,
-    ``control_frames``, ``loras``…) and load options / components (``vae``, ``t5xxl``,
-    ``clip_vision``, ``high_noise_model``, ``threads``…; ``t5xxl=False`` runs without a text
-    encoder). ``output``: ``*.mp4|.webm|.gif|.webp`` or a folder (``"frames/"``) of PNGs.
-    """
-    from sdcpp_service.engine.pipeline import Pipeline, plan_model
-    from sdcpp_service.models import hash_file
-
-    settings = settings or Settings.from_env()
-    load: dict[str, Any] = {}
-    for key in list(params):
-        name = _ALIASES.get(key, key)
-        if name in _LOAD_FIELDS:
-            load[name] = params.pop(key)
-    if output is not None:
-        video_target(output)  # a bad name fails before anything loads
-    high = load.get("high_noise_diffusion_model")
-    if high and not Path(high).expanduser().exists():  # a catalog name, like the main model
-        from sdcpp_service.models import scan
-
-        entry = scan(settings).find(str(high), kind="model", label="high_noise_model")
-        load["high_noise_diffusion_model"] = entry.path
-    slot = load.pop("slot", None)
-    options, info = plan_model(model, settings, slot=slot, **load)
-    family = family_of(info)
-    check_high_noise(options, info)
-    for key, value in params.items():  # the cheap checks, before a (long) load
-        key = _ALIASES.get(key, key)
-        if key == "frames" and value is not None:
-            check_frames(value)
-        elif key in ("width", "height") and value is not None:
-            check_size(key, value, family)
-
-    def sha256(path: str) -> str:
-        return hash_file(path, settings).sha256
-
-    with Pipeline(options, settings, hash_fn=sha256, info=info) as pipe:
-        return render_video(pipe, prompt, output, force=force, progress=progress, **params)

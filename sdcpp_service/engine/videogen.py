@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,23 +86,6 @@ def family_of(info: ModelInfo) -> VideoFamily:
         f"{name} is a {info.title} {info.kind}, not a video model (Wan 2.1/2.2); "
         "`sdcpp generate` makes images",
     )
-
-
-_LOW_NOISE = re.compile(r"(low)([_ .-]?noise)", re.IGNORECASE)
-
-
-def high_noise_partner(model: str | Path) -> Path | None:
-    """The Wan2.2 A14B high-noise file beside a low-noise one, by the release's naming
-    (``wan2.2_t2v_low_noise_14B_fp8.safetensors`` → ``…high_noise…``, ``LowNoise`` → ``HighNoise``)."""
-    path = Path(model)
-    match = _LOW_NOISE.search(path.name)
-    if match is None:
-        return None
-    low = match.group(1)
-    high = "HIGH" if low.isupper() else "High" if low[0].isupper() else "high"
-    name = path.name[: match.start()] + high + match.group(2) + path.name[match.end() :]
-    partner = path.with_name(name)
-    return partner if partner.is_file() else None
 
 
 def check_high_noise(options: LoadOptions, info: ModelInfo) -> None:

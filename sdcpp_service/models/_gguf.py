@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sdcpp_service.errors import InvalidModelFile
-from sdcpp_service.models.headers import Header, TensorInfo
+from sdcpp_service.models.header_types import Header, TensorInfo
 
 #: ggml type id → (name, block size in elements, bytes per block).
 GGML_TYPES: dict[int, tuple[str, int, int]] = {

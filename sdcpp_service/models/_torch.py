@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sdcpp_service.errors import InvalidModelFile
-from sdcpp_service.models.headers import Header, TensorInfo
+from sdcpp_service.models.header_types import Header, TensorInfo
 
 #: torch storage class → (safetensors-style dtype, bytes per element).
 STORAGE_TYPES: dict[str, tuple[str, int]] = {

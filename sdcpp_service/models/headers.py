@@ -14,11 +14,12 @@ import json
 import math
 import os
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdcpp_service.errors import InvalidModelFile, UnsupportedModel
+from sdcpp_service.models.header_types import Header, TensorInfo
+
+__all__ = ["Header", "TensorInfo", "read_diffusers", "read_header", "read_safetensors"]
 
 #: A safetensors header larger than this is refused (real ones are a few MB at most).
 MAX_JSON_HEADER = 64 * 1024 * 1024
@@ -38,29 +39,6 @@ SAFETENSORS_ITEMSIZE: dict[str, int] = {
     "U8": 1,
     "BOOL": 1,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """One tensor: shape in PyTorch order (outermost first) and dtype name (``F16``, ``Q4_0``…)."""
-
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-@dataclass(frozen=True)
-class Header:
-    """What a header says: tensors, free-form metadata, and the container format."""
-
-    path: str
-    format: str  # "safetensors" | "gguf" | "pytorch" | "pytorch-legacy" | "diffusers"
-    tensors: Mapping[str, TensorInfo]
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    size: int = 0
 
 
 def read_header(path: str | Path) -> Header:

@@ -117,7 +117,8 @@ class PipelineEngine:
         return info
 
     def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
-        from sdcpp_service.engine.pipeline import Pipeline, plan_model
+        from sdcpp_service.engine.pipeline import Pipeline
+        from sdcpp_service.models.loadplan import plan_model
         from sdcpp_service.server.models import HashCache
 
         options, info = plan_model(model, self.settings, **dict(load))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.config import Settings
-from sdcpp_service.errors import InvalidRequest, UnknownName
+from sdcpp_service.errors import UnknownName
 
 #: Kinds a client may name as "the model" of a job: a full checkpoint, or a diffusion model
 #: (DiT/UNet only; the engine's planner adds the components it needs).
@@ -132,13 +132,6 @@ def check_lora_names(names: Iterable[str], dirs: Sequence[Path]) -> None:
             ok = bare in known
         if not ok:
             raise UnknownName("lora", name, sorted({p.stem for p in known.values()}))
-
-
-def check_inside(value: str, dirs: Sequence[Path], field: str) -> None:
-    """Refuse a path parameter that points outside the model folders."""
-    path = Path(value).expanduser()
-    if path.exists() and not inside(path, dirs):
-        raise InvalidRequest(field, "must name a file inside the configured model folders")
 
 
 class HashCache:

@@ -15,61 +15,22 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sdcpp_service.engine.base import PIPELINE_KINDS, engine_job
 from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import FINISHED, Images, Job
-from sdcpp_service.server.pool import Assignment, Pool, Slot, model_key
+from sdcpp_service.server.live import OUTPUT_URL, Event, Live, progress_data, terminal_event
+from sdcpp_service.server.pool import Assignment, Pool, Slot
 from sdcpp_service.server.store import JobStore
 from sdcpp_service.server.worker import Worker, error_data
 from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.server")
 
-Event = tuple[str, dict[str, Any]]
-
-OUTPUT_URL = "/api/v1/outputs/{}"
 #: Seconds between two heartbeats of this node's running jobs in the store.
 HEARTBEAT_SECONDS = 15.0
-
-
-@dataclass
-class Live:
-    """The in-memory side of a queued or running job."""
-
-    job: Job
-    subscribers: set[asyncio.Queue[Event]] = field(default_factory=set)
-    progress: Progress | None = None
-    #: the latest preview frame (PNG) and the step it shows, when the job asked for previews
-    preview: bytes | None = None
-    preview_step: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    skips: int = 0
-    cancel: bool = False
-    #: who submitted it (the A1111 ``/progress`` of that client reports this job)
-    client: str = ""
-    #: when it started on a worker (monotonic), 0 while queued
-    started: float = 0.0
-    #: when its progress was last written to the store (monotonic)
-    saved: float = 0.0
-
-    @property
-    def key(self) -> str:
-        return model_key(self.job.model, self.job.load)
-
-
-def terminal_event(job: Job) -> Event:
-    """The event that ends a job's stream (also what a late watcher receives)."""
-    data: dict[str, Any] = {"id": job.id, "status": job.state}
-    if job.state == "completed" and job.result:
-        data["outputs"] = [OUTPUT_URL.format(n) for n in job.result.get("outputs", [])]
-        data["seeds"] = job.result.get("seeds", [])
-    elif job.error:
-        data["error"] = job.error
-    return job.state, data
 
 
 class Scheduler:
@@ -300,7 +261,7 @@ class Scheduler:
             if plan:
                 self._announce_positions()
 
-    def _release(self, slot: Slot) -> None:
+    def release(self, slot: Slot) -> None:
         slot.busy, slot.live = "", None
         self._wake.set()
         self._freed.set()
@@ -309,13 +270,13 @@ class Scheduler:
         live, slot = a.live, a.slot
         try:
             for other in a.evict:
-                await self._unload(other)
+                await self.unload_slot(other)
             await self._attempt(live, slot)
         finally:
             self.running.pop(live.job.id, None)
-            self._release(slot)
+            self.release(slot)
 
-    async def _unload(self, slot: Slot) -> None:
+    async def unload_slot(self, slot: Slot) -> None:
         """Free a worker's model (to make room); a worker that will not is stopped."""
         try:
             await slot.worker.call("unload")
@@ -324,7 +285,7 @@ class Scheduler:
             slot.worker.kill(cancelling=False)
             slot.forget()
         finally:
-            self._release(slot)
+            self.release(slot)
 
     async def _attempt(self, live: Live, slot: Slot) -> None:
         job = live.job
@@ -409,9 +370,9 @@ class Scheduler:
             except Exception as exc:  # housekeeping must never fail a job or the loop
                 log.error("after job %s: %s", live.job.id, exc)
 
-    # -- model load/unload requests -------------------------------------------------------------
+    # -- model load/unload requests (see server/warming.py) -------------------------------------
 
-    async def _acquire(self, pick: Callable[[], Slot | None], busy: str) -> Slot:
+    async def acquire(self, pick: Callable[[], Slot | None], busy: str) -> Slot:
         """Wait for the worker ``pick`` chooses (it returns None while none will do)."""
         while True:
             slot = pick()
@@ -422,67 +383,14 @@ class Scheduler:
             await self._freed.wait()
 
     async def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
-        """Warm ``model`` on a worker (one that has it, else the least wanted idle one)."""
-        self.pool.check_fits(model, load)
-        key = model_key(model, load)
-        evict: list[Slot] = []
+        from sdcpp_service.server.warming import load_model
 
-        def pick() -> Slot | None:
-            holding = self.pool.holding(key)
-            if holding:
-                return next((s for s in holding if s.idle), None)
-            idle = [s for s in self.pool.slots if s.idle]
-            if not idle:
-                return None
-            slot = self.pool.least_wanted(idle, self.queue)
-            room = self.pool.make_room(model, load, slot, idle)
-            if room is None:
-                return None
-            for other in room:
-                other.busy = "unload"
-            evict[:] = room
-            return slot
-
-        slot = await self._acquire(pick, "load")
-        try:
-            for other in evict:
-                await self._unload(other)
-            await slot.worker.ensure()
-            try:
-                reply = await slot.worker.call("load", model, load)
-            except SdcppError:
-                slot.sync(slot.worker.engine_state)
-                raise
-            except Exception:
-                slot.forget()
-                raise
-            slot.sync(slot.worker.engine_state)
-            return {**reply, "worker": slot.index}
-        finally:
-            self._release(slot)
+        return await load_model(self, model, load)
 
     async def unload(self) -> None:
-        """Free every worker's model (each once it is idle)."""
-        for slot in self.pool.slots:
-            if not slot.key:
-                continue
-            await self._acquire(lambda s=slot: s if s.idle else None, "unload")  # type: ignore[misc]
-            await self._unload(slot)
+        from sdcpp_service.server.warming import unload_models
 
-    async def control(self, op: str, *args: Any) -> dict[str, Any]:
-        """``load`` (model, load options) or ``unload``, between jobs."""
-        if op == "load":
-            return await self.load(args[0], args[1])
-        await self.unload()
-        return {}
+        await unload_models(self)
 
 
-def progress_data(job_id: str, p: Progress) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "step": p.step,
-        "total": p.total,
-        "elapsed": round(p.elapsed, 3),
-        "eta": round(p.eta, 3),
-        "phase": p.phase,
-    }
+__all__ = ["OUTPUT_URL", "Event", "Live", "Scheduler", "progress_data", "terminal_event"]

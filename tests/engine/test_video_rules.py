@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from sdcpp_service.config import Settings
-from sdcpp_service.engine.pipeline import plan_model
-from sdcpp_service.engine.video import generate_video
+from sdcpp_service.engine.oneshot import generate_video
 from sdcpp_service.engine.videogen import (
     FAMILIES,
     check_frames,
@@ -22,6 +21,7 @@ from sdcpp_service.engine.videogen import (
 from sdcpp_service.errors import InvalidRequest, MissingComponent, ModelError, UnsupportedModel
 from sdcpp_service.models import inspect
 from sdcpp_service.models.hub import PULL_COMMAND
+from sdcpp_service.models.loadplan import plan_model
 from sdcpp_service.types import Progress
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
