@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 ImageInput = str | Path | bytes | Image.Image
 
+_LOAD_FIELDS = {f.name for f in dataclasses.fields(LoadOptions)}
 _REQUEST_FIELDS = {f.name for f in dataclasses.fields(GenerateRequest)}
 #: Friendly aliases accepted by ``Pipeline.generate``.
 _ALIASES = {"negative": "negative_prompt", "cfg": "cfg_scale", "batch_count": "batch", "n": "batch"}
