@@ -15,6 +15,7 @@
     │   ├── Cancelled               a job was cancelled
     │   └── WorkerDied              the engine process died mid-job (``exitcode``)
     ├── OutputExists                refusing to overwrite a file (``path``)
+    ├── DoesNotFit                  a job's estimated memory exceeds the budget
     ├── ConvertError                conversion failed (``path``)
     └── BackendError                building the engine for a backend preset (``preset``)
         ├── ToolchainMissing        the preflight found missing pieces (``missing``)
@@ -160,6 +161,25 @@ class OutputExists(SdcppError):
     def __init__(self, path: str | Path) -> None:
         super().__init__(f"{path}: already exists; pass --force to overwrite")
         self.path = str(path)
+
+
+class DoesNotFit(SdcppError):
+    """A job would need more memory than the budget, whatever switches are chosen."""
+
+    def __init__(
+        self,
+        message: str,
+        budget_bytes: int = 0,
+        needed_bytes: int = 0,
+        estimate: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.budget_bytes = budget_bytes
+        self.needed_bytes = needed_bytes
+        self.estimate = dict(estimate or {})
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.budget_bytes, self.needed_bytes, self.estimate))
 
 
 class ConvertError(SdcppError):

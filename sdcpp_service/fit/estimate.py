@@ -1,0 +1,312 @@
+"""``estimate(plan, request, switches) -> Estimate``: a job's peak memory, before it runs.
+
+Peak RSS = the process's runtime + every weight the engine holds (from the headers, see
+:mod:`~sdcpp_service.fit.weights`) + the largest phase's compute buffers (from the measured
+table, see :mod:`~sdcpp_service.fit.costs`) + the decoded images. The engine frees each
+runner's compute buffer when its phase ends, so phases do not add up; ``mmap`` maps each file
+whole while loading, and those pages count too. On a GPU build weights and buffers of the
+components on the device are counted as device memory instead (``*_on_cpu`` keep one on the
+CPU; ``offload_to_cpu`` keeps weights in RAM and copies the running one over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sdcpp_service.fit.costs import Table, decode_family, default_table
+from sdcpp_service.fit.switches import Switches
+from sdcpp_service.fit.weights import file_weights, sum_components
+from sdcpp_service.models.assemble import LoadPlan
+from sdcpp_service.types import LoadOptions
+
+PHASES = ("load", "conditioning", "sampling", "decode", "upscale")
+#: Which component runs in each phase.
+ACTIVE = {"conditioning": "text_encoders", "sampling": "diffusion_model", "decode": "vae",
+          "upscale": "upscaler"}  # fmt: skip
+#: glibc's largest dynamic mmap threshold (64-bit): once a freed buffer raised the threshold,
+#: buffers up to this size come from the heap and stay in the process when freed, so from the
+#: second image of a batch (or job of a warm process) on, small buffers of other phases remain.
+HEAP_KEEP = 32 * 2**20
+#: Default VAE tile of the engine (latent pixels per side).
+VAE_TILE = 32
+_ON_CPU = {"text_encoders": "clip_on_cpu", "vae": "vae_on_cpu", "control_net": "control_net_on_cpu"}
+
+
+@dataclass(frozen=True)
+class UpscaleJob:
+    """An ESRGAN upscale of one ``width``×``height`` image, ``tile`` pixels at a time."""
+
+    width: int
+    height: int
+    tile: int = 128
+    vae_tiling: bool = False
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak memory of one job. ``ram[phase][part]`` and ``device[phase][part]`` are bytes per
+    component (weights, plus its compute buffer in the phase it runs) and per extra part
+    (``runtime``, ``images``, ``mapped``)."""
+
+    peak_ram_bytes: int
+    peak_device_bytes: int
+    peak_phase: str
+    ram: Mapping[str, Mapping[str, int]]
+    device: Mapping[str, Mapping[str, int]]
+    weights: Mapping[str, int]
+    switches: Switches
+    backend: str = "cpu"
+    measured: bool = True
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peak_ram_bytes": self.peak_ram_bytes,
+            "peak_device_bytes": self.peak_device_bytes,
+            "peak_phase": self.peak_phase,
+            "backend": self.backend,
+            "weights": dict(self.weights),
+            "phases": {
+                p: {"ram": dict(self.ram[p]), "device": dict(self.device.get(p, {}))}
+                for p in self.ram
+            },  # fmt: skip
+            "switches": self.switches.to_dict(),
+            "measured": self.measured,
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        text = f"peak RAM {gb(self.peak_ram_bytes)} ({self.peak_phase})"
+        if self.peak_device_bytes:
+            text += f", {self.backend} memory {gb(self.peak_device_bytes)}"
+        return text
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+@dataclass
+class _Job:
+    width: int
+    height: int
+    batch: int = 1
+    frames: int = 1
+    encode: bool = False
+    control: bool = False
+    loras: list[str] = field(default_factory=list)
+    hires: tuple[int, int] | None = None
+    upscaler: str = ""
+    tile: int = 128
+    video: bool = False
+
+
+_SHAPE_DEFAULTS: dict[str, Any] = {
+    "batch": 1, "init_image": None, "end_image": None, "control_image": None, "loras": (),
+    "hires": False, "hires_width": 0, "hires_height": 0, "hires_scale": 2.0, "hires_model": "",
+}  # fmt: skip
+
+
+def _job(request: Any) -> _Job:
+    if isinstance(request, Mapping):  # a door's parsed fields, before images are read
+        request = SimpleNamespace(**{**_SHAPE_DEFAULTS, **request})
+    if isinstance(request, UpscaleJob):
+        return _Job(request.width, request.height, upscaler="?", tile=request.tile)
+    job = _Job(int(request.width), int(request.height))
+    job.batch = max(1, int(getattr(request, "batch", 1) or 1))
+    frames = getattr(request, "frames", None)
+    if frames is not None:
+        job.frames, job.video = max(1, int(frames)), True
+    job.encode = any(getattr(request, k, None) is not None for k in ("init_image", "end_image"))
+    job.control = getattr(request, "control_image", None) is not None
+    job.loras = [lo.path for lo in getattr(request, "loras", None) or []]
+    if getattr(request, "hires", False):
+        w, h = request.hires_width, request.hires_height
+        if not (w and h):
+            w, h = int(job.width * request.hires_scale), int(job.height * request.hires_scale)
+        job.hires = (w // 8 * 8, h // 8 * 8)
+        job.upscaler = request.hires_model or ""
+    return job
+
+
+def _slots(plan: LoadPlan | LoadOptions | Mapping[str, str]) -> tuple[dict[str, str], str, str]:
+    """slot → path, the main model's arch, and the plan's wtype."""
+    from sdcpp_service.models import inspect
+
+    wtype = "default"
+    if isinstance(plan, LoadPlan):
+        slots = {k.removesuffix("_path"): v for k, v in plan.slots.items()}
+        return slots, str(plan.info.arch), wtype
+    if isinstance(plan, LoadOptions):
+        slots, wtype = plan.components(), plan.wtype
+    else:
+        slots = {k.removesuffix("_path"): str(v) for k, v in plan.items()}
+    main = slots.get("model") or slots.get("diffusion_model") or slots.get("upscaler", "")
+    arch = "esrgan" if main == slots.get("upscaler") else str(inspect(Path(main)).arch)
+    return slots, arch, wtype
+
+
+def _latent(arch: str, job: _Job, size: tuple[int, int], tiling: bool) -> tuple[int, int]:
+    """Latent pixels of the whole job and of what the VAE decodes at once."""
+    f = 16 if arch == "wan2_2_ti2v" else 8
+    lw, lh = -(-size[0] // f), -(-size[1] // f)
+    lf = (job.frames - 1) // 4 + 1 if job.video else 1
+    tile = min(lw, VAE_TILE) * min(lh, VAE_TILE) if tiling else lw * lh
+    return lw * lh * lf, tile * lf
+
+
+def estimate(
+    plan: LoadPlan | LoadOptions | Mapping[str, str],
+    request: Any,
+    switches: Switches | None = None,
+    *,
+    backend: str = "cpu",
+    warm: bool = False,
+    table: Table | None = None,
+) -> Estimate:
+    """Predict a job's peak RAM and device memory, split by phase and component.
+
+    ``plan`` is a :class:`~sdcpp_service.models.LoadPlan`, the :class:`LoadOptions` of a
+    pipeline, or a slot → path mapping; ``request`` a ``GenerateRequest``, ``VideoRequest``
+    or :class:`UpscaleJob`; ``switches`` default to those of ``plan`` and ``request``;
+    ``warm``: the process has run a job before (a server worker), see :data:`HEAP_KEEP`.
+    """
+    table = table or default_table()
+    slots, arch, wtype = _slots(plan)
+    if switches is None:
+        switches = Switches.of(plan if isinstance(plan, LoadOptions) else None, request)
+    wtype = switches.wtype if switches.wtype != "default" else wtype
+    job = _job(request)
+    wt = None if wtype in ("", "default") else wtype
+    files = [file_weights(p, s, wt) for s, p in slots.items() if s != "upscaler" or job.upscaler]
+    if job.upscaler and job.upscaler != "?" and "upscaler" not in slots:
+        files.append(file_weights(job.upscaler, "upscaler"))
+    lora_files = [file_weights(p, "lora") for p in job.loras]
+    weights = sum_components([f.components for f in files])
+    if lora_files:
+        weights["loras"] = sum(sum(f.components.values()) for f in lora_files)
+    notes: list[str] = []
+    family, measured = table.family(arch)
+    if not measured:
+        notes.append(f"no measured compute costs for {arch}; {family}'s were used (a guess)")
+    gpu = backend != "cpu"
+    if gpu:
+        notes.append(f"{backend} figures use the CPU-measured buffer sizes")
+    compute = _compute(table, family, arch, slots, job, switches, notes)
+
+    def on_device(comp: str) -> bool:
+        if not gpu:
+            return False
+        flag = _ON_CPU.get("vae" if comp == "vae" else comp)
+        return not (flag and getattr(switches, flag))
+
+    ram: dict[str, dict[str, int]] = {}
+    device: dict[str, dict[str, int]] = {}
+    images = int(table.per_pixel_bytes * _pixels(job))
+    for phase in PHASES:
+        if phase not in compute and phase != "load":
+            continue
+        r: dict[str, int] = {"runtime": table.runtime_bytes}
+        d: dict[str, int] = {}
+        active = ACTIVE.get(phase)
+        for comp, size in weights.items():
+            held = "diffusion_model" if comp in ("loras", "control_net") else comp
+            dev = on_device(held) and not switches.offload_to_cpu
+            (d if dev else r)[comp] = size
+            if switches.offload_to_cpu and on_device(held) and held == active:
+                d[comp] = size
+        for comp, size in compute.get(phase, {}).items():
+            target = d if on_device(comp) else r
+            target[comp] = target.get(comp, 0) + size
+        if warm or job.batch > 1 or job.frames > 1:
+            kept = [
+                size
+                for other, parts in compute.items()
+                if other != phase
+                for comp, size in parts.items()
+                if size <= HEAP_KEEP and not on_device(comp)
+            ]
+            if kept and phase != "load":
+                r["heap"] = sum(kept)
+        if phase == "load" and switches.mmap:
+            r["mapped"] = sum(f.file_bytes for f in files)
+        if phase in ("decode", "upscale"):
+            r["images"] = images
+        ram[phase], device[phase] = r, d
+    peak_phase = max(ram, key=lambda p: sum(ram[p].values()))
+    return Estimate(
+        peak_ram_bytes=sum(ram[peak_phase].values()),
+        peak_device_bytes=max((sum(v.values()) for v in device.values()), default=0),
+        peak_phase=peak_phase,
+        ram=ram,
+        device=device if gpu else {},
+        weights=weights,
+        switches=switches,
+        backend=backend,
+        measured=measured,
+        notes=tuple(notes),
+    )
+
+
+def _pixels(job: _Job) -> int:
+    w, h = job.hires or (job.width, job.height)
+    if job.upscaler == "?":
+        w, h = w * 4, h * 4
+    return w * h * job.batch * job.frames
+
+
+def _compute(
+    table: Table,
+    family: str,
+    arch: str,
+    slots: Mapping[str, str],
+    job: _Job,
+    sw: Switches,
+    notes: list[str],
+) -> dict[str, dict[str, int]]:
+    """Phase → component → compute-buffer bytes."""
+    out: dict[str, dict[str, int]] = {}
+    if job.upscaler == "?":
+        tokens = min(job.tile, job.width) * min(job.tile, job.height)
+        out["upscale"] = {"upscaler": _cost(table, "esrgan", "esrgan", False, tokens, notes)}
+        return out
+    size = job.hires or (job.width, job.height)
+    tokens, tile = _latent(arch, job, size, sw.vae_tiling)
+    fam_decode = decode_family(family)
+    tae = "taesd" in slots or "taesd" in table.phase_runners(family, "decode")
+    for phase, comp in (("conditioning", "text_encoders"), ("sampling", "diffusion_model")):
+        runners = table.phase_runners(family, phase) or (
+            ("clip",) if phase == "conditioning" else ("unet",)
+        )
+        costs = [_cost(table, r, family, sw.flash_attn, tokens, notes) for r in runners]
+        out[phase] = {comp: max(costs, default=0)}
+    if job.control:
+        extra = _cost(table, "control_net", family, sw.flash_attn, tokens, notes)
+        out["sampling"]["control_net"] = extra or out["sampling"]["diffusion_model"]
+    runner = "taesd" if tae else "vae"
+    out["decode"] = {"vae": _cost(table, runner, fam_decode, False, tile, notes)}
+    if job.upscaler:
+        t = 128 * 128
+        out["upscale"] = {"upscaler": _cost(table, "esrgan", "esrgan", False, t, notes)}
+    if job.encode:
+        notes.append("the VAE encoder is counted as costing what the decoder does")
+    return out
+
+
+def _cost(
+    table: Table, runner: str, family: str, flash: bool, tokens: int, notes: list[str]
+) -> int:
+    curve = table.curve(runner, family, flash)
+    if curve is None:
+        for fam in ("sd", "sd1", "sdxs_512_ds"):
+            curve = table.curve(runner, fam, flash)
+            if curve is not None:
+                break
+    if curve is None:
+        notes.append(f"no measured {runner} buffer; counted as 0")
+        return 0
+    return curve.at(tokens)
