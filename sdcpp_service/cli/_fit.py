@@ -57,6 +57,12 @@ def apply_fit(
     options, info = plan_model(model, settings, load.get("slot"), **components)
     defaults = getattr(info, "defaults", None)
     shape = {k: v for k, v in params.items() if v is not None}
+    if params.get("init_image") and not (params.get("width") and params.get("height")):
+        from PIL import Image
+
+        with Image.open(params["init_image"]) as im:  # the size follows the init image
+            shape.setdefault("width", im.width)
+            shape.setdefault("height", im.height)
     for key in ("width", "height"):
         shape.setdefault(key, getattr(defaults, key, None) or 512)
     if "frames" in params:
@@ -72,3 +78,65 @@ def apply_fit(
         (params if key in _REQUEST else load)[key] = value or True
     if choice.changed or not choice.estimate.measured:
         typer.echo(choice.line(), err=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    from sdcpp_service.errors import InvalidRequest
+
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise InvalidRequest("size", f"'{text}' is not WIDTHxHEIGHT, e.g. 1024x1024")
+    return int(w), int(h)
+
+
+def plan_estimate(
+    plan: Any,
+    size: str,
+    batch: int,
+    frames: int | None,
+    vae_tiling: bool,
+    flash_attn: bool,
+    mmap: bool,
+    max_memory: str | None,
+) -> dict[str, Any]:
+    """``estimate`` (with the given switches) and ``fit`` (the choice for the budget, or the
+    refusal) of a ``size`` job on ``plan``, as JSON-ready data."""
+    from sdcpp_service.errors import DoesNotFit
+    from sdcpp_service.fit import Switches, choose, estimate
+
+    width, height = parse_size(size)
+    shape: dict[str, Any] = {"width": width, "height": height, "batch": max(1, batch)}
+    if frames is not None:
+        shape["frames"] = frames
+    switches = Switches(vae_tiling=vae_tiling, flash_attn=flash_attn, mmap=mmap)
+    est = estimate(plan, shape, switches)
+    budget = budget_of(max_memory)
+    out: dict[str, Any] = {"estimate": est.to_dict()}
+    try:
+        out["fit"] = {**choose(plan, shape, budget, base=switches).to_dict(), "fits": True}
+    except DoesNotFit as exc:
+        out["fit"] = {"fits": False, "error": str(exc), "needed_bytes": exc.needed_bytes,
+                      "budget_bytes": exc.budget_bytes}  # fmt: skip
+    return out
+
+
+def estimate_lines(data: dict[str, Any]) -> list[str]:
+    """The estimate as a small table: phase, RAM (device), and its biggest parts."""
+    est = data["estimate"]
+    gb = 2**30
+    lines = [f"estimate: peak RAM {est['peak_ram_bytes'] / gb:.2f} GiB in {est['peak_phase']}"
+             + (f", device {est['peak_device_bytes'] / gb:.2f} GiB"
+                if est["peak_device_bytes"] else "")]  # fmt: skip
+    for phase, parts in est["phases"].items():
+        ram = sum(parts["ram"].values())
+        top = sorted(parts["ram"].items(), key=lambda kv: -kv[1])[:4]
+        detail = ", ".join(f"{k} {v / gb:.2f}" for k, v in top)
+        lines.append(f"  {phase:<13} {ram / gb:6.2f} GiB  ({detail})")
+    lines += [f"  note: {n}" for n in est["notes"]]
+    fit = data["fit"]
+    if fit["fits"]:
+        changed = ", ".join(fit["changed"]) or "no switch needed"
+        lines.append(f"fit: {changed} (budget {fit['budget']['ram_bytes'] / gb:.2f} GiB RAM)")
+    else:
+        lines.append(f"fit: {fit['error']}")
+    return lines

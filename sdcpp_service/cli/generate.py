@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._fit import FitOpt, MaxMemoryOpt, apply_fit
 from sdcpp_service.cli._interrupt import interruptible
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
@@ -210,6 +211,8 @@ def generate(
     ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    fit: FitOpt = True,
+    max_memory: MaxMemoryOpt = None,
     pull: PullOpt = False,
 ) -> None:
     """Generate images from a text prompt (txt2img; img2img with --init-image; inpaint with
@@ -259,4 +262,6 @@ def generate(
 
         prompt, params["negative_prompt"] = apply_styles(prompt, negative, style)
     ensure_model(model, pull)
+    if fit:
+        apply_fit(model, prompt, load, params, max_memory)
     run(prompt, model, output, force, as_json, load, params)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._fit import MaxMemoryOpt
+from sdcpp_service.cli._options import FlashAttnOpt, MmapOpt, VaeTilingOpt
 
 app = typer.Typer(
     help="Inspect, hash, list and plan model files (detected by content, not by name).",
@@ -147,9 +149,21 @@ def plan_cmd(
         str | None, typer.Option("--clip-vision", help="CLIP vision file or name.")
     ] = None,
     taesd: Annotated[str | None, typer.Option("--taesd", help="Tiny autoencoder.")] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="WxH: also estimate the memory of a job.")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per job (with --size).")] = 1,
+    frames: Annotated[
+        int | None, typer.Option("--frames", help="Video frames (with --size).")
+    ] = None,
+    vae_tiling: VaeTilingOpt = False,
+    flash_attn: FlashAttnOpt = False,
+    mmap: MmapOpt = False,
+    max_memory: MaxMemoryOpt = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show which file goes to which loader slot for MODEL (components found by content)."""
+    """Show which file goes to which loader slot for MODEL (components found by content);
+    with --size, the job's estimated peak memory per phase and the switches that fit it."""
     from sdcpp_service.config import Settings
     from sdcpp_service.models import plan
 
@@ -157,13 +171,25 @@ def plan_cmd(
              "clip_vision": clip_vision, "taesd": taesd}  # fmt: skip
     overrides = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
     result = plan(model, overrides, Settings.from_env())
+    data = result.to_dict()
+    fitted = None
+    if size is not None:
+        from sdcpp_service.cli._fit import plan_estimate
+
+        fitted = plan_estimate(result, size, batch, frames, vae_tiling, flash_attn, mmap,
+                               max_memory)  # fmt: skip
+        data.update(fitted)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(f"{result.info.name}: {result.info.title}")
     width = max(len(s) for s in result.slots)
     for slot, path in result.slots.items():
         typer.echo(f"  {slot:<{width}}  {path}  [{result.sources[slot]}]")
+    if fitted is not None:
+        from sdcpp_service.cli._fit import estimate_lines
+
+        typer.echo("\n".join(estimate_lines(fitted)))
 
 
 @app.command("pull")

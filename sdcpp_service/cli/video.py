@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
+from sdcpp_service.cli._fit import FitOpt, MaxMemoryOpt, apply_fit
 from sdcpp_service.cli._interrupt import interruptible
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
@@ -162,6 +163,8 @@ def video(
     clip_on_cpu: ClipOnCpuOpt = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
+    fit: FitOpt = True,
+    max_memory: MaxMemoryOpt = None,
     pull: PullOpt = False,
 ) -> None:
     """Generate a video from a text prompt (Wan2.1 T2V/I2V/FLF2V/VACE, Wan2.2 TI2V 5B and the
@@ -196,4 +199,6 @@ def video(
         "vae_tiling": vae_tiling,
     }
     ensure_model(model, pull)
+    if fit:
+        apply_fit(model, prompt, load, params, max_memory)
     run(prompt, model, output, force, as_json, load, params)

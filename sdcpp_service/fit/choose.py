@@ -82,16 +82,30 @@ def parse_bytes(text: str, field: str = "max_memory") -> int:
     return int(value * _UNITS[unit])
 
 
-def _meminfo_available() -> int:
+def _meminfo(key: str) -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    return int(pages * size)
+    return None
+
+
+def _meminfo_available() -> int:
+    found = _meminfo("MemAvailable")
+    if found is not None:
+        return found
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def total_ram() -> int:
+    """This machine's physical RAM in bytes."""
+    found = _meminfo("MemTotal")
+    if found is not None:
+        return found
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ def choose(
     base: Switches | None = None,
     quantize: bool = False,
     backend: str = "cpu",
+    warm: bool = False,
     table: Table | None = None,
 ) -> Choice:
     """The fastest switches that fit ``budget`` (default: available RAM less a margin).
@@ -161,7 +176,7 @@ def choose(
     combos.sort(key=lambda c: (c[0], c[1]))
     best: Choice | None = None
     for _, _, sw, changed in combos:
-        est = estimate(plan, request, sw, backend=backend, table=table)
+        est = estimate(plan, request, sw, backend=backend, warm=warm, table=table)
         if budget.fits(est):
             return Choice(sw, est, changed, budget)
         if best is None or _need(est) < _need(best.estimate):

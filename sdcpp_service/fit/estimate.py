@@ -87,7 +87,7 @@ class Estimate:
 
 
 def gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+    return f"{n / 2**30:.2f} GiB"
 
 
 @dataclass

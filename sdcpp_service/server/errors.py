@@ -92,6 +92,7 @@ STATUS: tuple[tuple[str, int, str], ...] = (
     ("InvalidRequest", 422, "invalid_request"),
     ("MissingComponent", 422, "missing_component"),
     ("ModelError", 422, "model_error"),
+    ("DoesNotFit", 422, "does_not_fit"),
     ("Cancelled", 409, "cancelled"),
     ("WorkerDied", 500, "worker_died"),
     ("EngineNotInstalled", 503, "engine_not_installed"),

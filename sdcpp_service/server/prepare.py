@@ -98,7 +98,18 @@ def prepare(
         problems.setdefault(exc.field, exc.reason)
     fields.check(problems)
     params = {**values, "loras": [[n, w] for n, w in loras]}
+    _fit(service, kind, main, params, overrides, "init_image" in images)
     return Job(new_id(), kind, main, params, overrides)
+
+
+def _fit(service: Service, kind: str, main: str, params: dict[str, Any],
+         load: dict[str, str | bool], has_init: bool) -> None:  # fmt: skip
+    """Refuse (DoesNotFit → 422) a job whose estimate exceeds the memory budget, before any
+    load; turn on the switches it needs to fit (see :mod:`sdcpp_service.fit.job`)."""
+    from sdcpp_service.fit.job import fit_job, server_budget
+
+    budget = server_budget(int(service.options.max_memory_gb * 1e9))
+    fit_job(kind, main, params, load, service.settings, budget, has_init)
 
 
 def _init_image_size(

@@ -130,8 +130,8 @@ def test_choose_the_cheapest_switches_that_fit(tmp_path: Path) -> None:
     smallest = tiled.peak_ram_bytes  # flash attention does not lower the decoder's peak
     assert err.value.needed_bytes == smallest
     assert str(err.value).startswith(
-        f"needs at least {smallest / 1e9:.2f} GB of RAM with vae_tiling (estimated); the budget "
-        f"is {tiled.peak_ram_bytes // 2 / 1e9:.2f} GB (--max-memory); try a smaller size, or a "
+        f"needs at least {smallest / 2**30:.2f} GiB of RAM with vae_tiling (estimated); the budget "
+        f"is {tiled.peak_ram_bytes // 2 / 2**30:.2f} GiB (--max-memory); try a smaller size, or a "
         f"quantized model (sdcpp convert {ckpt} --type q4_0)"
     )
     with pytest.raises(DoesNotFit, match="quantized model"):

@@ -83,6 +83,30 @@ def _names(svc: Service) -> dict[str, str]:
 
 
 async def create_job(request: Request) -> Response:
+    svc, job, images = await _job_from(request)
+    live = await svc.submit(job, images)
+    view = job_view(svc, live.job)
+    return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
+
+
+async def estimate_job(request: Request) -> Response:
+    """``POST /api/v1/estimate``: a job's body → its memory estimate and the chosen switches
+    (``fits: false`` and the smallest budget that would work when nothing fits)."""
+    from sdcpp_service.errors import DoesNotFit
+    from sdcpp_service.fit.job import estimate_view
+
+    try:
+        svc, job, images = await _job_from(request)
+    except DoesNotFit as exc:
+        return JSONResponse({"fits": False, "message": str(exc), "budget_bytes": exc.budget_bytes,
+                             "needed_bytes": exc.needed_bytes, "estimate": exc.estimate})  # fmt: skip
+    body = await json_body(request)
+    view = estimate_view(job.kind, job.model, job.params, job.load, svc.settings,
+                         int(svc.options.max_memory_gb * 1e9), "init_image" in images, body)  # fmt: skip
+    return JSONResponse(view)
+
+
+async def _job_from(request: Request) -> tuple[Service, Job, Any]:
     svc = service(request)
     body = await json_body(request)
     errors = {k: "unknown field" for k in body if k not in JOB_FIELDS}
@@ -106,9 +130,7 @@ async def create_job(request: Request) -> Response:
         model = None
     kind = body.get("kind", "txt2img")
     job = checks.prepare(svc, str(kind), values, images, loras, model, load, errors)
-    live = await svc.submit(job, images)
-    view = job_view(svc, live.job)
-    return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
+    return svc, job, images
 
 
 async def get_job(request: Request) -> Response:
@@ -292,6 +314,7 @@ def routes() -> list[Route]:
         Route("/system", system),
         Route("/api/v1/workers", workers, methods=["GET"]),
         Route("/api/v1/jobs", create_job, methods=["POST"]),
+        Route("/api/v1/estimate", estimate_job, methods=["POST"]),
         Route("/api/v1/jobs", list_jobs, methods=["GET"]),
         Route("/api/v1/jobs", clear_queue, methods=["DELETE"]),
         Route("/api/v1/jobs/{id}", get_job, methods=["GET"]),
