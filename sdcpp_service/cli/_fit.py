@@ -49,6 +49,7 @@ def apply_fit(
     from sdcpp_service.config import Settings
     from sdcpp_service.engine import loras as lora_mod
     from sdcpp_service.engine.pipeline import plan_model
+    from sdcpp_service.errors import DoesNotFit, SdcppError
     from sdcpp_service.fit import choose
 
     settings = Settings.from_env()
@@ -72,7 +73,13 @@ def apply_fit(
     shape["loras"] = lora_mod.collect(prompt, specs, dirs)[1]
     if params.get("hires_model"):
         shape["hires_model"] = str(Path(params["hires_model"]))
-    choice = choose(options, shape, budget_of(max_memory))
+    budget = budget_of(max_memory)
+    try:
+        choice = choose(options, shape, budget)
+    except DoesNotFit:
+        raise
+    except (SdcppError, OSError, ValueError):
+        return  # a model the estimate cannot read: the load reports its own problem
     for name in choice.changed:
         key, _, value = name.partition("=")
         (params if key in _REQUEST else load)[key] = value or True

@@ -55,17 +55,17 @@ def _peak_rss(args: list[str], cwd: Path) -> tuple[int, str, int]:
 
 def test_chosen_switches_make_a_job_fit_where_the_defaults_do_not(kit: Kit, tmp_path: Path) -> None:
     model = kit.path("sdxs")
-    budget = Budget(1200 * MiB)
-    request = GenerateRequest("a fox", width=512, height=512)
+    budget = Budget(1100 * MiB)
+    request = GenerateRequest("a fox", width=384, height=384)
     plan = {"model": str(model)}
     assert estimate(plan, request, Switches()).peak_ram_bytes > budget.ram_bytes
     assert choose(plan, request, budget).changed == ("vae_tiling",)
-    job = ["generate", "a fox", "-m", str(model), "-W", "512", "-H", "512", "--steps", "1"]
-    code, err, fitted = _peak_rss([*job, "--max-memory", "1200M", "-o", "fit.png"], tmp_path)
+    job = ["generate", "a fox", "-m", str(model), "-W", "384", "-H", "384", "--steps", "1"]
+    code, err, fitted = _peak_rss([*job, "--max-memory", "1100M", "-o", "fit.png"], tmp_path)
     assert code == 0, err
     assert "fit: turned on vae_tiling: peak RAM" in err
     assert fitted <= budget.ram_bytes, fitted / MiB
-    code, err, plain = _peak_rss([*job, "--max-memory", "1200M", "--no-fit", "-o", "x.png"],
+    code, err, plain = _peak_rss([*job, "--max-memory", "1100M", "--no-fit", "-o", "x.png"],
                                  tmp_path)  # fmt: skip
     assert code == 0, err
     assert "fit:" not in err
