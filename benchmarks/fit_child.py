@@ -47,16 +47,6 @@ def main() -> None:
         runtime()
         print(json.dumps({"params": {}, "compute": []}))
         return
-    if sys.argv[5:] and sys.argv[5].startswith("tile="):  # an ESRGAN upscale, tile pixels
-        from PIL import Image
-
-        from sdcpp_service.engine.upscale import Upscaler
-
-        tile = int(sys.argv[5].split("=")[1])
-        with Upscaler(model, 2, tile) as up:
-            up.upscale(Image.new("RGB", (int(sys.argv[2]), int(sys.argv[3])), "gray"), None)
-        print(json.dumps({"params": grab.params, "compute": grab.compute}))
-        return
     import sdcpp_service
 
     width, height, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

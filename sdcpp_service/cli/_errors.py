@@ -24,7 +24,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.MissingComponent, 4),
     (errors.ModelError, 4),
     (errors.ConvertError, 5),
-    (errors.DoesNotFit, 8),
+    (errors.DoesNotFit, 9),
     (errors.EngineNotInstalled, 6),
     (errors.EngineError, 7),
     (errors.BackendError, 8),

@@ -48,9 +48,11 @@ def _peak_rss(args: list[str], cwd: Path) -> tuple[int, str, int]:
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "SDCPP_THREADS": "2"})  # fmt: skip
     assert proc.stderr is not None
-    err = proc.stderr.read().decode()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), err, usage.ru_maxrss * 1024
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return proc.returncode, err, usage.ru_maxrss * 1024
 
 
 def test_chosen_switches_make_a_job_fit_where_the_defaults_do_not(kit: Kit, tmp_path: Path) -> None:
@@ -64,7 +66,7 @@ def test_chosen_switches_make_a_job_fit_where_the_defaults_do_not(kit: Kit, tmp_
     code, err, fitted = _peak_rss([*job, "--max-memory", "1100M", "-o", "fit.png"], tmp_path)
     assert code == 0, err
     assert "fit: turned on vae_tiling: peak RAM" in err
-    assert fitted <= budget.ram_bytes, fitted / MiB
+    assert fitted <= budget.ram_bytes, (fitted / MiB, err)
     code, err, plain = _peak_rss([*job, "--max-memory", "1100M", "--no-fit", "-o", "x.png"],
                                  tmp_path)  # fmt: skip
     assert code == 0, err
@@ -85,7 +87,7 @@ def test_a_job_that_cannot_fit_is_refused_before_any_load(
     out = tmp_path / "never.png"
     result = CliRunner().invoke(app, ["generate", "a fox", "-m", str(kit.path("sdxs")),
                                       "--max-memory", "600M", "-o", str(out)])  # fmt: skip
-    assert result.exit_code == 8, result.output
+    assert result.exit_code == 9, result.output
     assert re.fullmatch(
         r"error: needs at least \d+\.\d\d GiB of RAM (with \S+ )?\(estimated\); the budget is "
         r"0\.59 GiB \(--max-memory\); try a smaller size, or a quantized model "
