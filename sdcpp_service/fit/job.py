@@ -23,8 +23,8 @@ _LOAD_SWITCHES = ("flash_attn",)
 
 
 def server_budget(max_memory_bytes: int = 0) -> Budget:
-    """``--max-memory`` of ``sdcpp serve``, else this machine's RAM less 10 % (the server's
-    own warm models already hold part of what is "available", so that is not the measure)."""
+    """``sdcpp serve --max-memory`` (bytes), else 90 % of this machine's RAM (the server's own
+    warm models already hold part of what is "available", so that is not the measure)."""
     if max_memory_bytes > 0:
         return Budget(max_memory_bytes, None, "sdcpp serve --max-memory")
     return Budget(int(total_ram() * 0.9), None, "this machine's RAM less 10 %")

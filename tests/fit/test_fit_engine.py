@@ -89,7 +89,7 @@ def test_a_job_that_cannot_fit_is_refused_before_any_load(
                                       "--max-memory", "600M", "-o", str(out)])  # fmt: skip
     assert result.exit_code == 9, result.output
     assert re.fullmatch(
-        r"error: needs at least \d+\.\d\d GiB of RAM (with \S+ )?\(estimated\); the budget is "
+        r"error: needs at least \d+\.\d\d GiB of RAM (with [a-z_, ]+ )?\(estimated\); the budget is "
         r"0\.59 GiB \(--max-memory\); try a smaller size, or a quantized model "
         r"\(sdcpp convert \S+ --type q4_0\)\n",
         result.stderr,
