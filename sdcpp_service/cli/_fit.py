@@ -48,9 +48,9 @@ def apply_fit(
     Raises :class:`~sdcpp_service.errors.DoesNotFit` before anything is loaded."""
     from sdcpp_service.config import Settings
     from sdcpp_service.engine import loras as lora_mod
-    from sdcpp_service.models.loadplan import plan_model
     from sdcpp_service.errors import DoesNotFit, SdcppError
     from sdcpp_service.fit import choose
+    from sdcpp_service.models.loadplan import plan_model
 
     settings = Settings.from_env()
     components = {k: v for k, v in load.items() if k != "slot" and v not in (None, False, "", 0)}
