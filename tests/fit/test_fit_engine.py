@@ -118,3 +118,22 @@ def test_models_plan_prints_the_estimate(kit: Kit) -> None:
     )
     bad = CliRunner().invoke(app, ["models", "plan", model, "--size", "big"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: size: 'big' is not WIDTHxHEIGHT")
+
+
+def test_an_unmeasured_family_is_a_labelled_guess(kit: Kit) -> None:
+    """Wan has no measured buffers: the estimate says so, and --fit refuses only on weights."""
+    from sdcpp_service.errors import DoesNotFit
+    from sdcpp_service.types import VideoRequest
+
+    files = kit.files("wan21")
+    plan = {"diffusion_model": str(files["diffusion_model"]), "vae": str(files["vae"])}
+    request = VideoRequest("a fox", width=64, height=64, frames=5)
+    est = estimate(plan, request)
+    assert not est.measured and est.notes[0].startswith("no measured compute costs for wan2")
+    size = files["diffusion_model"].stat().st_size  # a Q4_0 GGUF: its weights are the file
+    assert abs(est.weights["diffusion_model"] - size) / size < 0.001
+    certain = sum(est.ram["load"].values())  # runtime + weights, read off the headers
+    guessed = choose(plan, request, Budget(certain + 1))
+    assert "a guess above" in guessed.line()
+    with pytest.raises(DoesNotFit):
+        choose(plan, request, Budget(certain - 1))
