@@ -67,6 +67,13 @@ A1111_NEAREST: dict[str, tuple[str, str | None, str]] = {
     "DDIM CFG++": ("ddim_trailing", None, "DDIM without the CFG++ guidance variant"),
 }  # fmt: skip
 
+#: A1111's own sampler list (1.10), in its order: each runs as itself or as its nearest above.
+A1111_NAMES = (
+    "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+    "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart",
+    "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM",
+)  # fmt: skip
+
 #: A1111's alternative names (``k_euler_a``…) → its label.
 A1111_ALIASES: dict[str, str] = {
     "k_dpmpp_2m": "DPM++ 2M", "k_dpmpp_sde": "DPM++ SDE", "k_dpmpp_2m_sde": "DPM++ 2M SDE",

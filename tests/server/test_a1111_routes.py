@@ -218,6 +218,8 @@ def test_every_a1111_sampler_name_is_accepted(client: TestClient) -> None:
 
 
 def test_sampler_table() -> None:
+    assert set(names.A1111_NAMES) <= {*names.A1111_SAMPLERS, *names.A1111_NEAREST}
+    assert set(names.A1111_ALIASES.values()) <= set(names.A1111_NAMES)
     assert names.sampler_from_label("PLMS") == ("ipndm", None)
     assert names.sampler_from_label("k_dpmpp_2m_sde") == ("er_sde", "exponential")
     assert names.sampler_from_label("DPM++ 2M SDE Karras") == ("er_sde", "karras")
