@@ -10,6 +10,8 @@ per image on two cores, so while they run here each request is shrunk to at most
 
 from __future__ import annotations
 
+import shutil
+
 import re
 import shlex
 from collections.abc import Iterator
@@ -115,6 +117,9 @@ def home(kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     }.items():
         (models / rel).parent.mkdir(parents=True, exist_ok=True)
         (models / rel).symlink_to(kit.path(name, slot))
+    # two different LoRA files: the same file under two names is a repeated LoRA (an error)
+    (models / "loras/style.safetensors").unlink()
+    shutil.copyfile(kit.path("lora_sd1"), models / "loras/style.safetensors")
     write_safetensors(models / "flux1-dev.safetensors", L.flux(guidance=True))
     (tmp_path / "sd15.safetensors").symlink_to(models / "sd15.safetensors")
     for rel in ("photo.png", "shots/a.png", "more/b.jpg"):
