@@ -10,10 +10,9 @@ per image on two cores, so while they run here each request is shrunk to at most
 
 from __future__ import annotations
 
-import shutil
-
 import re
 import shlex
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
