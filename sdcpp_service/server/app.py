@@ -22,7 +22,7 @@ from sdcpp_service.errors import SdcppError
 from sdcpp_service.server import errors
 from sdcpp_service.server.engine import PipelineEngine
 from sdcpp_service.server.options import ServerOptions
-from sdcpp_service.server.routes import a1111, native, openai, sdserver
+from sdcpp_service.server.routes import a1111, native, openai, sdserver, web
 from sdcpp_service.server.security import Guard
 from sdcpp_service.server.service import Service
 
@@ -59,6 +59,7 @@ def create_app(
         *a1111.routes(),
         *openai.routes(),
         *sdserver.routes(),
+        *web.routes(),
     ]
     guard = Middleware(
         Guard,

@@ -2,7 +2,8 @@
 
 - Optional bearer API keys (``Authorization: Bearer KEY``) and A1111-style basic credentials
   (``user:pass``); when either is configured every path but ``/health`` needs one of them.
-  Comparisons use :func:`hmac.compare_digest`.
+  Comparisons use :func:`hmac.compare_digest`. The web page (``/`` and ``/web/*``) is open:
+  it holds no data and asks for credentials before its first API call.
 - Request bodies over ``max_body_bytes`` are refused with 413, by ``Content-Length`` up front
   and by counting while the body streams in.
 """
@@ -19,7 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdcpp_service.server.errors import PayloadTooLarge, Unauthorized, dialect, error_body
 
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/", "/index.html")
+#: The web page's static files (no data in them): the page asks for credentials itself.
+OPEN_PREFIXES = ("/web/",)
+
+
+def _open(path: str) -> bool:
+    if path in OPEN_PATHS:
+        return True
+    return any(path.startswith(p) and "/" not in path[len(p) :] for p in OPEN_PREFIXES)
 
 
 def _matches(given: str, allowed: Sequence[str]) -> bool:
@@ -62,7 +71,7 @@ class Guard:
             return
         path = str(scope.get("path", ""))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if (self.api_keys or self.basic) and path not in OPEN_PATHS:
+        if (self.api_keys or self.basic) and not _open(path):
             if not authorized(headers.get("authorization", ""), self.api_keys, self.basic):
                 await self._refuse(path, send, Unauthorized("missing or wrong credentials"))
                 return
