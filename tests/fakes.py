@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from sdcpp_service import rules
 from sdcpp_service.engine.base import EngineJob, ImageJob, JobOutput, UpscaleJob, VideoJob
 from sdcpp_service.engine.images import infotext
 from sdcpp_service.errors import EngineError, InvalidRequest
@@ -24,7 +25,7 @@ SAMPLERS = ["euler", "euler_a", "dpm++2m", "lcm"]
 
 def _seed(value: Any) -> int:
     seed = int(value) if value is not None else -1
-    return seed if seed >= 0 else random.randint(0, 2**32 - 1)
+    return seed if seed >= 0 else random.randint(0, rules.MAX_SEED)
 
 
 @dataclass
@@ -128,8 +129,7 @@ class FakeEngine:
         p = job.params
         width, height = int(p.get("width", 64)), int(p.get("height", 64))
         count, fps = int(p.get("frames", 5)), float(p.get("fps", 16.0))
-        if count % 4 != 1:
-            raise InvalidRequest("frames", f"must be 4k+1 (1, 5, 9, …), got {count}")
+        rules.check_frames(count)
         frames = [
             Image.new("RGB", (width, height), (seed * 37 % 256, 16 * i % 256, 0))
             for i in range(count)

@@ -62,12 +62,14 @@ def run(
     load: dict[str, Any],
     params: dict[str, Any],
 ) -> None:
+    from sdcpp_service import rules
     from sdcpp_service.engine.images import save_image
     from sdcpp_service.engine.pipeline import Pipeline
 
     slot = load.pop("slot", None)
     load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
     params = {k: v for k, v in params.items() if v is not None}
+    rules.check_limits(params)  # sizes that cannot work are refused before any load
     with interruptible(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from sdcpp_service import rules
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.types import GenerateRequest, ProgressCallback, VideoRequest
 
@@ -34,7 +35,7 @@ PIPELINE_KINDS = ("txt2img", "img2img", "inpaint", "controlnet", "edit", "video"
 #: Built-in (PIL) upscalers of the ``upscale`` kind; anything else names an ESRGAN file.
 BUILTIN_UPSCALERS = {"lanczos": "LANCZOS", "nearest": "NEAREST"}
 #: Video container → file suffix (``frames`` folders are not offered by the server).
-VIDEO_FORMATS = ("mp4", "webm", "gif", "webp")
+VIDEO_FORMATS = rules.VIDEO_FORMATS
 #: Fields of a ``video`` job that are not VideoRequest fields.
 VIDEO_ONLY = ("format",)
 #: Request fields that carry encoded images (those in ``IMAGE_LISTS`` carry a list of them).

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any
 
+from sdcpp_service import rules
 from sdcpp_service.engine import names
 from sdcpp_service.engine.context import (
     ENGINE_LOCK,
@@ -22,9 +23,7 @@ from sdcpp_service.engine.images import fit
 from sdcpp_service.errors import EngineError, InvalidImage, InvalidRequest, ModelError
 from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, ProgressCallback
 
-MAX_SEED = 2**32 - 1
-MAX_BATCH = 64
-MAX_STEPS = 1000
+MAX_SEED, MAX_BATCH, MAX_STEPS = rules.MAX_SEED, rules.MAX_BATCH, rules.MAX_STEPS
 
 
 def size_multiple(options: LoadOptions) -> int:
@@ -56,17 +55,11 @@ def validate(ctx: Context, req: GenerateRequest) -> None:
     """Every check that can be made before the engine sees the request; errors name the field."""
     multiple = spatial_multiple(ctx)
     for field, value in (("width", req.width), ("height", req.height)):
-        if not isinstance(value, int) or value <= 0:
-            raise InvalidRequest(field, f"must be a positive whole number of pixels, got {value}")
-        if value % multiple:
-            lower = max(multiple, value // multiple * multiple)
-            raise InvalidRequest(
-                field,
-                f"{value} is not a multiple of {multiple} for this model; "
-                f"use {lower} or {lower + multiple}",
-            )
-        if value > 8192:
-            raise InvalidRequest(field, f"{value} is over the 8192 pixel limit")
+        rules.check_size(field, value, multiple)
+    if isinstance(req.batch, int) and not isinstance(req.batch, bool) and req.batch >= 1:
+        rules.check_pixels(req.width, req.height, req.batch, multiple=multiple)
+    for field, text in (("prompt", req.prompt), ("negative_prompt", req.negative_prompt)):
+        rules.check_text(field, text)
     if not 1 <= req.steps <= MAX_STEPS:
         raise InvalidRequest("steps", f"must be between 1 and {MAX_STEPS}, got {req.steps}")
     if not 1 <= req.batch <= MAX_BATCH:

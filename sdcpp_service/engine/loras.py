@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from sdcpp_service import rules
 from sdcpp_service.errors import InvalidRequest, UnknownName
 from sdcpp_service.types import Lora
 
@@ -35,13 +36,7 @@ def split_prompt(prompt: str) -> tuple[str, list[tuple[str, float]]]:
 
 def parse_spec(spec: str) -> tuple[str, float]:
     """``NAME`` or ``NAME:WEIGHT`` (CLI ``--lora``); a Windows drive colon is kept."""
-    name, sep, raw = spec.rpartition(":")
-    if not sep or not name or "/" in raw or "\\" in raw:
-        return spec, 1.0
-    try:
-        return name, float(raw)
-    except ValueError:
-        raise InvalidRequest("lora", f"'{spec}': the weight after ':' must be a number") from None
+    return rules.split_lora(spec)
 
 
 def available(dirs: Iterable[Path]) -> dict[str, Path]:

@@ -10,8 +10,9 @@ from sdcpp_service.config import Settings
 from sdcpp_service.engine.pipeline import Pipeline
 from sdcpp_service.engine.video import _ALIASES, _LOAD_FIELDS, render_video
 from sdcpp_service.engine.videofile import video_target
-from sdcpp_service.engine.videogen import check_frames, check_high_noise, check_size, family_of
+from sdcpp_service.engine.videogen import check_high_noise, check_size
 from sdcpp_service.models.loadplan import plan_model
+from sdcpp_service.rules import check_frames, family_of
 from sdcpp_service.types import ProgressCallback, VideoResult
 
 

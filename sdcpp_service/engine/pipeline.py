@@ -132,7 +132,14 @@ class Pipeline:
             for s in specs
         ]
         clean, items = lora_mod.collect(prompt, pairs, self.lora_dirs())
+        self.check_loras(items)
         return GenerateRequest(prompt=clean, loras=items, **values)
+
+    def check_loras(self, loras: Sequence[Any]) -> None:
+        """Refuse, naming both files, a LoRA that does not fit the loaded model."""
+        from sdcpp_service.models.addons import check_loras
+
+        check_loras(self.options.main_path, [lo.path for lo in loras if not lo.high_noise])
 
     def lora_dirs(self) -> list[Path]:
         dirs: list[Path] = []

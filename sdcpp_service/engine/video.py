@@ -25,14 +25,9 @@ from sdcpp_service._version import __version__
 from sdcpp_service.engine import names
 from sdcpp_service.engine.images import infotext, load_image
 from sdcpp_service.engine.videofile import check_target, save_video, video_target
-from sdcpp_service.engine.videogen import (
-    MAX_SEED,
-    check_high_noise,
-    family_of,
-    generate,
-    validate,
-)
+from sdcpp_service.engine.videogen import check_high_noise, generate, validate
 from sdcpp_service.errors import InvalidImage, InvalidRequest
+from sdcpp_service.rules import MAX_SEED, family_of
 from sdcpp_service.types import LoadOptions, ProgressCallback, VideoRequest, VideoResult
 
 if TYPE_CHECKING:
@@ -106,6 +101,7 @@ def video_request(pipe: Pipeline, prompt: str, **params: Any) -> VideoRequest:
         lora_mod.parse_spec(s) if isinstance(s, str) else (str(s[0]), float(s[1])) for s in specs
     ]
     clean, items = lora_mod.collect(prompt, pairs, pipe.lora_dirs())
+    pipe.check_loras(items)
     return VideoRequest(prompt=clean, loras=items, **values)
 
 

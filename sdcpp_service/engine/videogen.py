@@ -13,12 +13,12 @@ import ctypes
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from sdcpp_service import rules
 from sdcpp_service.engine import names
 from sdcpp_service.engine.context import (
     ENGINE_LOCK,
@@ -32,60 +32,19 @@ from sdcpp_service.engine.generate import _cache_mode
 from sdcpp_service.engine.images import fit
 from sdcpp_service.engine.videofile import check_fps
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
+from sdcpp_service.rules import (
+    MAX_SEED,
+    MAX_STEPS,
+    VideoFamily,
+    check_frames,
+)
 from sdcpp_service.types import LoadOptions, Progress, ProgressCallback, VideoRequest
 
 if TYPE_CHECKING:
     from sdcpp_service.engine.pipeline import Pipeline
     from sdcpp_service.models import ModelInfo
 
-MAX_SEED = 2**32 - 1
-MAX_STEPS = 1000
-MAX_FRAMES = 1025
-MAX_SIDE = 8192
-
-
-@dataclass(frozen=True)
-class VideoFamily:
-    """What one kind of video model takes. ``init_image``: no, optional or required."""
-
-    label: str
-    arch: str
-    variant: str  # prefix of the detected variant ("" = any)
-    multiple: int
-    fps: float
-    init_image: str = "no"
-    end_image: bool = False
-    control_frames: bool = False
-
-    def matches(self, info: ModelInfo) -> bool:
-        return info.arch == self.arch and (info.variant or "").startswith(self.variant)
-
-
-#: Video models of the pinned engine, most specific first (arch/variant from models/archs.py).
-FAMILIES: tuple[VideoFamily, ...] = (
-    VideoFamily("Wan2.2 TI2V 5B", "wan2_2_ti2v", "", 32, 24.0, init_image="optional"),
-    VideoFamily("Wan2.2 I2V A14B", "wan2_2_i2v", "", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan2.1 FLF2V", "wan2", "flf2v", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan2.1 I2V", "wan2", "i2v", 16, 16.0, "required", end_image=True),
-    VideoFamily("Wan VACE", "wan2", "vace", 16, 16.0, "optional", control_frames=True),
-    VideoFamily("Wan T2V", "wan2", "t2v", 16, 16.0),
-)
-
-
-def family_of(info: ModelInfo) -> VideoFamily:
-    for family in FAMILIES:
-        if family.matches(info):
-            return family
-    name = Path(info.path).name
-    if info.arch == "svd":
-        raise UnsupportedModel(
-            info.path, "SVD loads, but the pinned engine has no SVD video pipeline; use a Wan model"
-        )
-    raise UnsupportedModel(
-        info.path,
-        f"{name} is a {info.title} {info.kind}, not a video model (Wan 2.1/2.2); "
-        "`sdcpp generate` makes images",
-    )
+MAX_SIDE = rules.MAX_SIDE
 
 
 def check_high_noise(options: LoadOptions, info: ModelInfo) -> None:
@@ -106,37 +65,8 @@ def check_high_noise(options: LoadOptions, info: ModelInfo) -> None:
         )
 
 
-def check_frames(frames: int) -> None:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise InvalidRequest("frames", f"must be a whole number ≥ 1, got {frames!r}")
-    if frames > MAX_FRAMES:
-        raise InvalidRequest("frames", f"{frames} is over the {MAX_FRAMES} frame limit")
-    if (frames - 1) % 4:
-        lower = (frames - 1) // 4 * 4 + 1
-        upper = lower + 4
-        gap = (frames - lower) - (upper - frames)
-        nearest = str(lower) if gap < 0 else str(upper) if gap > 0 else f"{lower} or {upper}"
-        raise InvalidRequest(
-            "frames",
-            f"Wan makes 4k+1 frames (1, 5, 9, …, 33, 81), not {frames}; "
-            f"the nearest valid count is {nearest}",
-        )
-
-
 def check_size(field: str, value: int, family: VideoFamily) -> None:
-    m = family.multiple
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidRequest(field, f"must be a positive whole number of pixels, got {value!r}")
-    if value > MAX_SIDE:
-        raise InvalidRequest(field, f"{value} is over the {MAX_SIDE} pixel limit")
-    if value % m:
-        lower, upper = value // m * m, value // m * m + m
-        gap = (value - lower) - (upper - value)
-        near = str(upper) if lower == 0 or gap > 0 else str(lower) if gap < 0 else f"{lower} or {upper}"  # fmt: skip
-        raise InvalidRequest(
-            field,
-            f"{value} is not a multiple of {m} for {family.label}; the nearest valid size is {near}",
-        )
+    rules.check_size(field, value, family.multiple, family.label)
 
 
 def _number(field: str, value: float, low: float, high: float = math.inf) -> None:
@@ -158,15 +88,11 @@ def validate(pipe: Pipeline, family: VideoFamily, req: VideoRequest) -> None:
         raise InvalidRequest("seed", f"must be at most {MAX_SEED} (or -1 for random)")
     if req.flow_shift is not None:
         _number("flow_shift", req.flow_shift, 0.0)
-    label = family.label
-    if req.init_image is None and family.init_image == "required":
-        raise InvalidRequest("init_image", f"{label} makes video from an image: give init_image")
-    if req.init_image is not None and family.init_image == "no":
-        raise InvalidRequest("init_image", f"{label} is text-to-video only; it takes no image")
-    if req.end_image is not None and not family.end_image:
-        raise InvalidRequest("end_image", f"{label} takes no end image (FLF2V and I2V models do)")
-    if req.control_frames and not family.control_frames:
-        raise InvalidRequest("control_frames", f"{label} takes no control video (VACE does)")
+    given = {"init_image"} if req.init_image is not None else set()
+    given |= {"end_image"} if req.end_image is not None else set()
+    given |= {"control_frames"} if req.control_frames else set()
+    for field, reason in rules.video_inputs(family, given).items():
+        raise InvalidRequest(field, reason)
     _number("vace_strength", req.vace_strength, 0.0, 10.0)
     high = pipe.options.high_noise_diffusion_model
     for field, value in (

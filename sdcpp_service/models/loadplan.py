@@ -66,7 +66,12 @@ def plan_model(
     fields.update({k: v for k, v in overrides.items() if k not in COMPONENT_SLOTS})
     if "embeddings" in fields:
         fields["embeddings"] = tuple(str(e) for e in fields["embeddings"])
-    return LoadOptions(**fields), load_plan.info
+    options = LoadOptions(**fields)
+    if options.control_net and options.main_path:
+        from sdcpp_service.models.addons import check_control_net
+
+        check_control_net(options.main_path, options.control_net)
+    return options, load_plan.info
 
 
 _LOW_NOISE = re.compile(r"(low)([_ .-]?noise)", re.IGNORECASE)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.config import Settings
-from sdcpp_service.errors import UnknownName
+from sdcpp_service.errors import InvalidRequest, UnknownName
 
 #: Kinds a client may name as "the model" of a job: a full checkpoint, or a diffusion model
 #: (DiT/UNet only; the engine's planner adds the components it needs).
@@ -96,7 +96,8 @@ def resolve(
     """A name (``sdxs``, a file name, an A1111 title ``name [hash]``, an alias) or a path inside
     the model folders → its entry. Anything outside the folders is refused as unknown."""
     text = _TITLE_HASH.sub("", value.strip())
-    entries = [e for e in scan(settings) if e.kind in kinds]
+    dirs = settings.model_dirs
+    entries = [e for e in scan(settings) if e.kind in kinds and inside(e.path, dirs)]
     lowered = text.lower()
     tiers = (
         [e for e in entries if e.name == text],
@@ -106,7 +107,6 @@ def resolve(
     for hits in tiers:
         if len(hits) == 1:
             return hits[0]
-    dirs = settings.model_dirs
     if text and "\x00" not in text:
         for root in dirs:
             path = Path(text).expanduser()
@@ -118,20 +118,32 @@ def resolve(
     raise UnknownName(field, value, [e.name for e in entries])
 
 
-def check_lora_names(names: Iterable[str], dirs: Sequence[Path]) -> None:
-    """LoRA names from a request: each must be a LoRA inside the model folders."""
+def resolve_loras(names: Iterable[str], dirs: Sequence[Path]) -> list[Path]:
+    """LoRA names from a request → their files: each must resolve (as the engine layer resolves
+    it) to a file inside the model folders, symlinks followed, that is detected as a LoRA."""
     from sdcpp_service.engine import loras
+    from sdcpp_service.errors import SdcppError
+    from sdcpp_service.models import inspect
 
-    known = loras.available([d / sub for d in dirs for sub in ("loras", "Lora", "")])
+    search = [d / sub for d in dirs for sub in ("loras", "Lora", "")]
+    known = sorted({p.stem for p in loras.available(search).values()})
+    found: list[Path] = []
     for name in names:
         bare = name.removeprefix("|high_noise|")
-        direct = Path(bare).expanduser()  # the engine would take an existing path as is
-        if direct.exists():
-            ok = direct.is_file() and inside(direct, dirs)
-        else:
-            ok = bare in known
-        if not ok:
-            raise UnknownName("lora", name, sorted({p.stem for p in known.values()}))
+        try:
+            path = loras.resolve(bare, search)
+        except UnknownName:
+            raise UnknownName("lora", name, known) from None
+        if not path.is_file() or not inside(path, dirs):
+            raise UnknownName("lora", name, known)
+        try:
+            kind = inspect(path).kind
+        except SdcppError:
+            kind = "unreadable file"
+        if kind != "lora":
+            raise InvalidRequest("loras", f"'{name}' ({path.name}) is a {kind}, not a LoRA")
+        found.append(path)
+    return found
 
 
 class HashCache:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sdcpp_service import rules
+
 #: Component slots a request may name (resolved inside the model folders) → kinds accepted.
 LOAD_SLOTS: dict[str, tuple[str, ...]] = {
     "vae": ("vae",),
@@ -26,7 +28,7 @@ KIND_ONLY: dict[str, tuple[str, ...]] = {
     "video": ("frames", "fps", "format", "end_image", "control_frames", "vace_strength"),
     "upscale": ("scale", "tile", "image"),
 }
-PREVIEW_MODES = ("none", "proj", "tae", "vae")
+PREVIEW_MODES = rules.PREVIEW_MODES
 #: Seconds between two retention passes (see ``ServerOptions.keep_jobs_hours``).
 PRUNE_INTERVAL = 3600.0
 

@@ -9,13 +9,14 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdcpp_service import rules
 from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
-from sdcpp_service.engine.base import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_FORMATS, VIDEO_ONLY
+from sdcpp_service.engine.base import BUILTIN_UPSCALERS, JOB_KINDS, VIDEO_ONLY
 from sdcpp_service.errors import InvalidRequest, SdcppError
 from sdcpp_service.server import fields, models
 from sdcpp_service.server.jobs import Job, new_id
-from sdcpp_service.server.options import KIND_ONLY, LOAD_SLOTS, OPTIONAL_SLOTS, PREVIEW_MODES
+from sdcpp_service.server.options import KIND_ONLY, LOAD_SLOTS, OPTIONAL_SLOTS
 
 if TYPE_CHECKING:
     from sdcpp_service.server.service import Service
@@ -43,21 +44,18 @@ def prepare(
                 problems.setdefault(name, f"only for kind {other}")
     if kind == "video":
         _check_video(service, values, images, problems)
-    preview = values.get("preview")
-    if preview is not None and preview not in PREVIEW_MODES:
-        problems["preview"] = f"must be one of {', '.join(PREVIEW_MODES)}"
     for need in JOB_KINDS.get(kind, ()):
         if need not in images and need not in problems:
             problems[need] = f"required for {kind}"
     values = _init_image_size(service, values, images, model)
     width, height = int(values.get("width", 512)), int(values.get("height", 512))
     batch = int(values.get("batch", 1))
-    if width * height * batch > service.options.max_pixels:
-        problems.setdefault(
-            "width",
-            f"{width}x{height} × {batch} images is over the {service.options.max_pixels} "
-            "pixel limit of this server",
+    try:
+        rules.check_pixels(
+            width, height, batch, service.options.max_pixels, 16, where="this server"
         )
+    except InvalidRequest as exc:
+        problems.setdefault("width", exc.reason)
     if int(values.get("steps", 20)) > service.options.max_steps:
         problems.setdefault("steps", f"must be at most {service.options.max_steps} here")
     _check_names(service, values, problems)
@@ -66,8 +64,8 @@ def prepare(
         main = str(service.resolve_model(model).path) if model else service.default_model()
     except InvalidRequest as exc:
         problems["model"] = exc.reason
-    if kind == "video" and main and images.get("control_frames"):
-        _check_vace(main, problems)
+    if main and kind in JOB_KINDS:
+        _check_for_model(main, kind, values, images, problems)
     overrides: dict[str, str | bool] = {}
     for slot, given in (load or {}).items():
         if given is False and slot in OPTIONAL_SLOTS:
@@ -91,11 +89,14 @@ def prepare(
         hh = values.get("hires_height") or int(height * scale)
         if hw * hh * batch > service.options.max_pixels:
             problems.setdefault("hires_scale", f"{hw}x{hh} × {batch} is over the limit")
+    lora_paths: list[Path] = []
     try:
         _, tags = lora_mod.split_prompt(str(values.get("prompt", "")))
-        models.check_lora_names([n for n, _ in [*loras, *tags]], service.model_dirs)
+        lora_paths = models.resolve_loras([n for n, _ in [*loras, *tags]], service.model_dirs)
     except InvalidRequest as exc:
         problems.setdefault(exc.field, exc.reason)
+    if main:
+        _check_addons(main, lora_paths, overrides.get("control_net"), problems)
     fields.check(problems)
     params = {**values, "loras": [[n, w] for n, w in loras]}
     _fit(service, kind, main, params, overrides, "init_image" in images)
@@ -136,18 +137,42 @@ def _init_image_size(
     return {**values, "width": width, "height": height}
 
 
-def _check_vace(model: str, problems: dict[str, str]) -> None:
-    """Control frames steer only a Wan VACE model (read off the header, not the name)."""
+def _check_addons(
+    main: str, loras: list[Path], control_net: object, problems: dict[str, str]
+) -> None:
+    """LoRAs and a ControlNet that do not fit the model (read from both headers): 422 naming
+    both files, never an engine abort."""
+    from sdcpp_service.errors import ModelError
+    from sdcpp_service.models import addons
+
+    try:
+        addons.check_loras(main, [p for p in loras if not str(p).startswith("|high_noise|")])
+    except ModelError as exc:
+        problems.setdefault("loras", f"{Path(exc.path).name} {exc.reason}")
+    if isinstance(control_net, str) and control_net:
+        try:
+            addons.check_control_net(main, control_net)
+        except ModelError as exc:
+            problems.setdefault("control_net", f"{Path(exc.path).name} {exc.reason}")
+
+
+def _check_for_model(
+    main: str,
+    kind: str,
+    values: Mapping[str, Any],
+    images: Mapping[str, Any],
+    problems: dict[str, str],
+) -> None:
+    """The rules that depend on the model (size multiple, frames, which images it takes),
+    read off its header, before anything is queued."""
     from sdcpp_service.models import inspect
 
     try:
-        variant = inspect(model).variant or ""
+        info = inspect(main)
     except SdcppError:
         return  # the model's own problem is reported when it loads
-    if not variant.startswith("vace"):
-        problems.setdefault(
-            "control_frames", f"{Path(model).name} takes no control video (a Wan VACE model does)"
-        )
+    for field, reason in rules.for_model(info, kind, values, set(images)).items():
+        problems.setdefault(field, reason)
 
 
 def _check_video(
@@ -159,13 +184,11 @@ def _check_video(
     for name in [*values, *images]:
         if name not in known:
             problems.setdefault(name, "not a video parameter")
-    fmt = values.get("format", "mp4")
-    if fmt not in VIDEO_FORMATS:
-        problems["format"] = f"must be one of {', '.join(VIDEO_FORMATS)}"
     frames = int(values.get("frames", 33))
-    if frames % 4 != 1:
-        near = max(1, round((frames - 1) / 4) * 4 + 1)
-        problems.setdefault("frames", f"must be 4k+1 (1, 5, 9, …, 33, 81); nearest {near}")
+    try:
+        rules.check_frames(frames)
+    except InvalidRequest as exc:
+        problems.setdefault("frames", exc.reason)
     control = images.get("control_frames")
     if isinstance(control, list) and len(control) > frames:
         problems.setdefault(

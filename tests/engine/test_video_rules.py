@@ -10,18 +10,12 @@ import pytest
 
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.oneshot import generate_video
-from sdcpp_service.engine.videogen import (
-    FAMILIES,
-    check_frames,
-    check_high_noise,
-    check_size,
-    family_of,
-    two_stage,
-)
+from sdcpp_service.engine.videogen import check_high_noise, check_size, two_stage
 from sdcpp_service.errors import InvalidRequest, MissingComponent, ModelError, UnsupportedModel
 from sdcpp_service.models import inspect
 from sdcpp_service.models.hub import PULL_COMMAND
 from sdcpp_service.models.loadplan import plan_model
+from sdcpp_service.rules import FAMILIES, check_frames, family_of
 from sdcpp_service.types import Progress
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors

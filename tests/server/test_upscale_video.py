@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -290,10 +291,19 @@ def test_a1111_progress_current_image(make_client: MakeClient) -> None:
 # -- video ------------------------------------------------------------------------------------------
 
 
-def test_video_job_formats(client: TestClient) -> None:
+@pytest.fixture
+def wan(model_dir: Path) -> Path:
+    """A Wan T2V DiT (header only) beside the SD1 checkpoints: video jobs need a video model."""
+    path = model_dir / "diffusion_models" / "wan_t2v.safetensors"
+    write_safetensors(path, L.wan(1536, 16))
+    return path
+
+
+def test_video_job_formats(wan: Path, client: TestClient) -> None:
     for fmt, media in (("webm", "video/webm"), ("gif", "image/gif"), ("mp4", "video/mp4")):
         body = {
             "kind": "video",
+            "model": "wan_t2v",
             "prompt": "a fox",
             "width": 32,
             "height": 32,
@@ -316,12 +326,13 @@ def test_video_job_formats(client: TestClient) -> None:
     assert client.get(out["url"] + "?thumb=16").status_code == 422
 
 
-def test_video_progress_and_validation(make_client: MakeClient) -> None:
+def test_video_progress_and_validation(wan: Path, make_client: MakeClient) -> None:
     client = make_client(step_seconds=0.02)
     job = client.post(
         "/api/v1/jobs",
         json={
             "kind": "video",
+            "model": "wan_t2v",
             "width": 16,
             "height": 16,
             "frames": 5,
