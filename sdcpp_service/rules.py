@@ -34,6 +34,11 @@ MAX_PIXELS = MAX_SIDE * MAX_SIDE
 #: characters of a prompt: far past any text encoder's window (CLIP 77 tokens, T5 512,
 #: LLM encoders a few thousand), short of what makes the tokenizer crawl or crash
 MAX_PROMPT_CHARS = 20_000
+#: characters of a prompt for the CLIP-only UNet families: CLIP reads 77-token windows, and every
+#: window past the first costs another text-encoder pass (a 10 KB prompt: 13× the sampling time)
+MAX_CLIP_PROMPT_CHARS = 4_000
+#: nesting of a request body (objects and lists)
+MAX_DEPTH = 32
 PREVIEW_MODES = ("none", "proj", "tae", "vae")
 VIDEO_FORMATS = ("mp4", "webm", "gif", "webp")
 
@@ -125,6 +130,32 @@ def check_text(name: str, value: str, limit: int | None = MAX_PROMPT_CHARS) -> s
     if limit is not None and len(value) > limit:
         raise InvalidRequest(name, f"is {len(value)} characters long; the limit is {limit}")
     return value
+
+
+def check_tree(data: Any) -> tuple[str, str] | None:
+    """The first problem in a decoded JSON body: ``("", "too deep")`` past :data:`MAX_DEPTH`, or
+    (dotted field, reason) for text that is not valid Unicode (a lone surrogate), key or value."""
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return "", "too deep"
+        if isinstance(value, str):
+            try:
+                check_text(path or "body", value, None)
+            except InvalidRequest as exc:
+                return exc.field, exc.reason
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                try:
+                    check_text("body", str(key), 1000)
+                except InvalidRequest:
+                    return path or "body", "has a field name that is not valid Unicode text"
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", item, depth + 1) for i, item in enumerate(value))
+    return None
 
 
 def _bounds(rule: Rule) -> str:
@@ -324,6 +355,11 @@ def family_of(info: ModelInfo) -> VideoFamily:
     )
 
 
+def prompt_limit(info: ModelInfo) -> int:
+    """Prompt characters the model's text encoder is given at most."""
+    return MAX_CLIP_PROMPT_CHARS if size_multiple(info) == 64 else MAX_PROMPT_CHARS
+
+
 def video_inputs(family: VideoFamily, given: set[str]) -> dict[str, str]:
     """Which of the images ``given`` (init_image, end_image, control_frames) the family takes."""
     label, problems = family.label, {}
@@ -352,6 +388,11 @@ def for_model(info: ModelInfo, kind: str, values: Mapping[str, Any], given: set[
             return {"model": exc.reason}
         multiple, label = family.multiple, family.label
         problems.update(video_inputs(family, given))
+    limit = prompt_limit(info)
+    for field in ("prompt", "negative_prompt"):
+        text = values.get(field)
+        if isinstance(text, str) and len(text) > limit:
+            problems[field] = f"is {len(text)} characters long; {label} takes at most {limit}"
     for field in ("width", "height"):
         value = values.get(field)
         if isinstance(value, int):

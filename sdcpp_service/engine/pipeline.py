@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from sdcpp_service import rules
 from sdcpp_service._version import __version__
 from sdcpp_service.config import Settings
 from sdcpp_service.engine import loras as lora_mod
@@ -131,6 +132,13 @@ class Pipeline:
             lora_mod.parse_spec(s) if isinstance(s, str) else (str(s[0]), float(s[1]))
             for s in specs
         ]
+        if self.info is not None:  # the model's own rules: size multiple, prompt length
+            given = {
+                k for k in ("init_image", "mask", "control_image") if values.get(k) is not None
+            }
+            found = rules.for_model(self.info, "image", {**values, "prompt": prompt}, given)
+            for field, reason in found.items():
+                raise InvalidRequest(field, reason)
         clean, items = lora_mod.collect(prompt, pairs, self.lora_dirs())
         self.check_loras(items)
         return GenerateRequest(prompt=clean, loras=items, **values)

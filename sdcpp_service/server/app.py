@@ -51,7 +51,7 @@ def create_app(
     async def openapi(request: Request) -> Response:
         from sdcpp_service.server.openapi import spec
 
-        return JSONResponse(spec())
+        return JSONResponse(spec(request.app.routes))
 
     routes = [
         Route("/openapi.json", openapi),

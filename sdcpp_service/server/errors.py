@@ -6,6 +6,7 @@
     ├── InvalidRequest
     │   └── ValidationFailed        several fields wrong at once (``errors``: field → message)
     └── ServiceError                an HTTP-level refusal with a status
+        ├── BadRequest              400 (a body nested too deep to read)
         ├── NotFound                404
         ├── Unauthorized            401
         ├── PayloadTooLarge         413
@@ -63,6 +64,10 @@ class Unauthorized(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
+
+
+class BadRequest(ServiceError):
+    status, code = 400, "bad_request"
 
 
 class JobNotDone(ServiceError):
@@ -163,6 +168,21 @@ def error_body(kind: str, exc: BaseException) -> tuple[int, dict[str, Any], dict
     return status, body, headers
 
 
+def allowed(request: Request) -> str:
+    """Every method any route of this path takes (Starlette's own 405 names only the first
+    route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\x00"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def handle(request: Request, exc: Exception) -> Response:
     status, body, headers = error_body(dialect(request.url.path), exc)
+    if status == 405:
+        headers["Allow"] = allowed(request)
     return JSONResponse(body, status_code=status, headers=headers)

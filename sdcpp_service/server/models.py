@@ -91,13 +91,24 @@ def inside(path: Path, dirs: Iterable[Path]) -> bool:
 
 
 def resolve(
-    value: str, settings: Settings, kinds: Sequence[str] = MAIN_KINDS, field: str = "model"
+    value: str,
+    settings: Settings,
+    kinds: Sequence[str] = MAIN_KINDS,
+    field: str = "model",
+    strict: bool = False,
 ) -> ModelEntry:
     """A name (``sdxs``, a file name, an A1111 title ``name [hash]``, an alias) or a path inside
-    the model folders → its entry. Anything outside the folders is refused as unknown."""
+    the model folders → its entry. Anything outside the folders is refused as unknown; with
+    ``strict`` (add-ons and component slots) also a catalogued symlink whose target is outside."""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, f"must be a model name (a string), got {type(value).__name__}")
+    if len(value) > 1000:
+        raise InvalidRequest(field, f"is {len(value)} characters long; no model name is")
     text = _TITLE_HASH.sub("", value.strip())
     dirs = settings.model_dirs
-    entries = [e for e in scan(settings) if e.kind in kinds and inside(e.path, dirs)]
+    entries = [
+        e for e in scan(settings) if e.kind in kinds and (not strict or inside(e.path, dirs))
+    ]
     lowered = text.lower()
     tiers = (
         [e for e in entries if e.name == text],

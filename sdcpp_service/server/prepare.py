@@ -72,7 +72,7 @@ def prepare(
             overrides[slot] = False
             continue
         try:
-            entry = models.resolve(str(given), service.settings, LOAD_SLOTS[slot], slot)
+            entry = models.resolve(str(given), service.settings, LOAD_SLOTS[slot], slot, True)
             overrides[slot] = str(entry.path)
         except InvalidRequest as exc:
             problems[slot] = exc.reason

@@ -115,6 +115,8 @@ async def png_info(request: Request) -> Response:
     from sdcpp_service.engine.images import parse_infotext
 
     body = await json_body(request)
+    if not body.get("image"):  # as A1111: no image, no info
+        return JSONResponse({"info": "", "items": {}, "parameters": {}})
     data = await decode(service(request), {"init_image": body.get("image")})
     if data[1]:
         raise ValidationFailed({"image": next(iter(data[1].values()))})

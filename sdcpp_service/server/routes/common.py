@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from sdcpp_service.server.errors import Timeout, ValidationFailed
+from sdcpp_service import rules
+from sdcpp_service.server.errors import BadRequest, Timeout, ValidationFailed
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.scheduler import Live
 from sdcpp_service.server.service import Service
@@ -53,10 +54,17 @@ async def json_body(request: Request) -> dict[str, Any]:
 
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed({"body": f"is not valid JSON ({exc})"}) from None
+        raise ValidationFailed({"body": f"is not valid JSON ({str(exc)[:200]})"}) from None
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
+    problem = rules.check_tree(data)
+    if problem == ("", "too deep"):
+        raise BadRequest(f"the JSON body is nested deeper than {rules.MAX_DEPTH} levels")
+    if problem is not None:
+        raise ValidationFailed({problem[0]: problem[1]})
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
+    if re.fullmatch(r"-?[0-9]{1,12}", raw) is None or not lo <= int(raw) <= hi:
         raise ValidationFailed({name: f"must be a whole number between {lo} and {hi}"})
     return int(raw)
 
