@@ -22,8 +22,8 @@ from starlette.testclient import TestClient
 
 from sdcpp_service.config import Settings
 from sdcpp_service.server.app import create_app
-from sdcpp_service.server.engine import FakeEngine
 from sdcpp_service.server.options import ServerOptions
+from tests.fakes import FakeEngine
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
 
