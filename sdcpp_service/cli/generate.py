@@ -263,6 +263,10 @@ def generate(
         from sdcpp_service.styles import apply_styles
 
         prompt, params["negative_prompt"] = apply_styles(prompt, negative, style)
+    from sdcpp_service import rules
+
+    # sizes that cannot work are refused first: before the model is resolved, fitted or loaded
+    rules.check_limits({k: v for k, v in params.items() if v is not None})
     ensure_model(model, pull)
     if fit:
         apply_fit(model, prompt, load, params, max_memory)
