@@ -75,3 +75,24 @@ def interruptible() -> Iterator[None]:
         os.close(write_fd)
         watcher.join(timeout=1)
         os.close(read_fd)
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While the engine runs, its own ``printf`` output (progress newlines between model files)
+    goes to stderr: stdout carries only what the command prints (``--json`` lines)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (embedded, closed)
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)

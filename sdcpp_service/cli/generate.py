@@ -11,7 +11,7 @@ import typer
 
 from sdcpp_service.cli._errors import handle_errors
 from sdcpp_service.cli._fit import FitOpt, MaxMemoryOpt, apply_fit
-from sdcpp_service.cli._interrupt import interruptible
+from sdcpp_service.cli._interrupt import interruptible, stdout_to_stderr
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
     FlashAttnOpt,
@@ -20,7 +20,6 @@ from sdcpp_service.cli._options import (
     MmapOpt,
     ModelOpt,
     OffloadOpt,
-    OutOpt,
     ThreadsOpt,
     VaeOnCpuOpt,
     VaeTilingOpt,
@@ -32,31 +31,67 @@ from sdcpp_service.cli._pull import PullOpt, ensure_model
 Opt = typer.Option
 
 
-def output_paths(output: Path | None, count: int, seeds: list[int], force: bool) -> list[Path]:
-    """Where each image goes: never an existing file unless ``force`` (numbered names instead)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+DEFAULT_OUTPUT = "output.png"
+
+
+def is_folder(output: str) -> bool:
+    return output.endswith(("/", "\\")) or Path(output).is_dir()
+
+
+def check_output(output: str | None, count: int, force: bool) -> None:
+    """Refuse, before any work, an output that cannot be written: an unknown extension, or an
+    existing file given by name without ``force`` (the same rule as ``sdcpp video``)."""
+    from sdcpp_service.errors import InvalidRequest, OutputExists
+
+    if output is None or is_folder(output):
+        return
+    path = Path(output)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InvalidRequest(
+            "output",
+            f"cannot write an image as '{path.name}'; use a name ending in "
+            f"{', '.join(IMAGE_SUFFIXES)}, or a folder ending in /",
+        )
+    for candidate in _numbered(path, count):
+        if candidate.exists() and not force:
+            raise OutputExists(candidate)
+
+
+def _numbered(path: Path, count: int) -> list[Path]:
+    return [
+        path if i == 0 else path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(count)
+    ]
+
+
+def output_paths(output: str | None, count: int, seeds: list[int], force: bool) -> list[Path]:
+    """Where each image goes. Names we choose (``output.png``, ``DIR/sdcpp-SEED.png``) are
+    numbered when taken; a file named by the user is overwritten only with ``force``
+    (:func:`check_output` refused it before the run otherwise). ``-o new/dir/`` is created."""
     from sdcpp_service.engine.images import unique_path
 
-    if output is None:
-        output = Path("output.png")
-    if output.is_dir() or str(output).endswith(("/", "\\")):
-        return [unique_path(output / f"sdcpp-{seed}.png") for seed in seeds]
-    paths: list[Path] = []
-    for i in range(count):
-        candidate = output if i == 0 else output.with_name(f"{output.stem}-{i}{output.suffix}")
-        if not force:
-            candidate = unique_path(candidate)
-            while candidate in paths:
-                candidate = unique_path(
-                    candidate.with_name(candidate.stem + "-1" + candidate.suffix)
-                )
-        paths.append(candidate)
-    return paths
+    if output is not None and is_folder(output):
+        folder = Path(output)
+        paths = [folder / f"sdcpp-{seed}.png" for seed in seeds]
+    elif output is not None:
+        return _numbered(Path(output), count)
+    else:
+        paths = _numbered(Path(DEFAULT_OUTPUT), count)
+    if force:
+        return paths
+    chosen: list[Path] = []
+    for candidate in paths:
+        candidate = unique_path(candidate)
+        while candidate in chosen:
+            candidate = unique_path(candidate.with_name(candidate.stem + "-1" + candidate.suffix))
+        chosen.append(candidate)
+    return chosen
 
 
 def run(
     prompt: str,
     model: str,
-    output: Path | None,
+    output: str | None,
     force: bool,
     as_json: bool,
     load: dict[str, Any],
@@ -66,11 +101,12 @@ def run(
     from sdcpp_service.engine.images import save_image
     from sdcpp_service.engine.pipeline import Pipeline
 
+    check_output(output, int(params.get("batch") or 1), force)
     slot = load.pop("slot", None)
     load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
     params = {k: v for k, v in params.items() if v is not None}
     rules.check_limits(params)  # sizes that cannot work are refused before any load
-    with interruptible(), Pipeline.load(model, slot=slot, **load) as pipe:
+    with interruptible(), stdout_to_stderr(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()
         with Bar(enabled=tty and not as_json, lines=not tty and not as_json) as bar:
@@ -128,7 +164,15 @@ def hires_params(
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw; <lora:name:weight> tags work.")],
     model: ModelOpt,
-    output: OutOpt = None,
+    output: Annotated[
+        str | None,
+        Opt(
+            "--output",
+            "-o",
+            help="out.png, .jpg, .jpeg, .webp, or DIR/ (created) for sdcpp-SEED.png files "
+            f"(default: ./{DEFAULT_OUTPUT}, numbered if taken).",
+        ),
+    ] = None,
     negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
     width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
     height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
-from sdcpp_service.cli._interrupt import interruptible
+from sdcpp_service.cli._interrupt import interruptible, stdout_to_stderr
 from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt
 from sdcpp_service.cli._pull import PullOpt, ensure_model
 
@@ -113,7 +113,8 @@ def upscale(
             if not tty and not as_json:  # progress still shows in a log: a line per image
                 typer.echo(f"upscaling {src}…", err=True)
             image = load_image(src, "image", mode="auto")
-            out = up.upscale(image, scale)
+            with stdout_to_stderr():
+                out = up.upscale(image, scale)
             text = upscale_infotext(image.info.get("parameters"), label, path)
             save_image(out, dst, text, {"upscaled_from": str(src), "model": path}, force=force)
             if as_json:

@@ -11,7 +11,7 @@ import typer
 
 from sdcpp_service.cli._errors import handle_errors
 from sdcpp_service.cli._fit import FitOpt, MaxMemoryOpt, apply_fit
-from sdcpp_service.cli._interrupt import interruptible
+from sdcpp_service.cli._interrupt import interruptible, stdout_to_stderr
 from sdcpp_service.cli._options import (
     ClipOnCpuOpt,
     FlashAttnOpt,
@@ -58,7 +58,11 @@ def run(
     params = {k: v for k, v in params.items() if v is not None}
     settings = Settings.from_env()
     tty = sys.stderr.isatty()
-    with interruptible(), VideoBar(enabled=tty and not as_json, lines=not (tty or as_json)) as bar:
+    with (
+        interruptible(),
+        stdout_to_stderr(),
+        VideoBar(enabled=tty and not as_json, lines=not (tty or as_json)) as bar,
+    ):
         result = generate_video(
             prompt, model, output, force=force, progress=bar, settings=settings, **load, **params
         )

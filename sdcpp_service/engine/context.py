@@ -35,6 +35,12 @@ ENGINE_LOCK = threading.RLock()
 _LOG_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 
 
+#: Engine warnings about fallbacks that then succeed: logged at debug level only. ggml's GGUF
+#: reader refuses Wan's 5-D patch embedding (and says it failed to read the tensor info); the
+#: engine then reads the file with its own loader.
+HARMLESS = ("has invalid number of dimensions: 5 > 4",)
+
+
 class EngineLog:
     """Routes the engine's log lines to :mod:`logging` and remembers recent ones (for errors)."""
 
@@ -43,6 +49,7 @@ class EngineLog:
         self.seq = 0
         #: called with every line (the progress hub names its stage from them)
         self.listeners: list[Callable[[str], None]] = []
+        self._after_harmless = False
         self._lib = nat.lib
         self._cb = nat.lib.sd_log_callback(self._on_log)
         self.install()
@@ -57,7 +64,13 @@ class EngineLog:
         if line:
             self.seq += 1
             self.lines.append((self.seq, level, line))
-            log.log(_LOG_LEVELS.get(level, logging.INFO), "%s", line)
+            shown = _LOG_LEVELS.get(level, logging.INFO)
+            if any(h in line for h in HARMLESS) or (
+                self._after_harmless and "failed to read tensor info" in line
+            ):
+                shown = logging.DEBUG  # a fallback that works: kept for errors, not shown
+            self._after_harmless = any(h in line for h in HARMLESS)
+            log.log(shown, "%s", line)
             for listener in self.listeners:
                 listener(line)
 

@@ -290,9 +290,20 @@ def test_cli_generate_json_and_errors(
     records = [json.loads(line) for line in first.output.splitlines()]
     assert [r["seed"] for r in records] == [5, 6]
     assert [Path(r["path"]).name for r in records] == ["out.png", "out-1.png"]
-    # never overwritten: a numbered name is chosen
+    # a name the user gave is never overwritten without --force (as for videos), before any
+    # work; a name we choose (output.png, DIR/sdcpp-SEED.png) is numbered when taken
     second = runner.invoke(app, [*args, "--json", "-o", "out.png"])
-    assert Path(json.loads(second.output)["path"]).name not in ("out.png", "out-1.png")
+    assert second.exit_code == 3 and "out.png: already exists" in second.output
+    for _ in range(2):
+        default = runner.invoke(app, [*args, "--json"])
+        assert default.exit_code == 0, default.output
+    assert (tmp_path / "output.png").is_file() and (tmp_path / "output-1.png").is_file()
+    nested = runner.invoke(app, [*args, "--json", "-o", "new/sub/"])
+    assert nested.exit_code == 0, nested.output
+    assert json.loads(nested.stdout)["path"] == str(Path("new/sub/sdcpp-5.png"))
+    assert (tmp_path / "new" / "sub" / "sdcpp-5.png").is_file()
+    odd = runner.invoke(app, [*args, "-o", "out.tga"])
+    assert odd.exit_code == 2 and ".png, .jpg, .jpeg, .webp" in odd.output
     with Image.open(tmp_path / "out.png") as im:
         assert "Seed: 5" in im.text["parameters"] and json.loads(im.text["sdcpp"])["seed"] == 5
     # bad input through a real subprocess: one line on stderr, non-zero exit, no traceback
