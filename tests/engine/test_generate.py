@@ -315,7 +315,7 @@ def test_cli_generate_json_and_errors(
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: width: 65 is not a multiple of 64 for this model; the nearest valid size is 64"
+        "error: width: 65 is not a multiple of 64 for sdxs_512_ds; the nearest valid size is 64"
     ]
     missing = runner.invoke(app, ["generate", "x", "-m", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
