@@ -83,7 +83,8 @@ def apply_fit(
     for name in choice.changed:
         key, _, value = name.partition("=")
         (params if key in _REQUEST else load)[key] = value or True
-    if choice.changed or not choice.estimate.measured:
+    # said when it changes something, or when a guess (unmeasured family) is above the budget
+    if choice.changed or not choice.budget.fits(choice.estimate):
         typer.echo(choice.line(), err=True)
 
 

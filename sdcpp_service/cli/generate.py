@@ -311,6 +311,7 @@ def generate(
 
     # sizes that cannot work are refused first: before the model is resolved, fitted or loaded
     rules.check_limits({k: v for k, v in params.items() if v is not None})
+    check_output(output, int(params.get("batch") or 1), force)  # before any other work
     ensure_model(model, pull)
     if fit:
         apply_fit(model, prompt, load, params, max_memory)

@@ -202,6 +202,15 @@ def video(
         "loras": lora or None,
         "vae_tiling": vae_tiling,
     }
+    # what can be checked without the model is refused before it is resolved or fitted
+    from sdcpp_service import rules
+    from sdcpp_service.engine.videofile import check_target, video_target
+
+    if params.get("frames") is not None:
+        rules.check_frames(params["frames"])
+    target = video_target(output) if output is not None else None
+    if target is not None and target.kind != "frames":  # a frames folder is checked per frame
+        check_target(target, 1, force)
     ensure_model(model, pull)
     if fit:
         apply_fit(model, prompt, load, params, max_memory)

@@ -125,9 +125,13 @@ def describe(exc: BaseException) -> tuple[int, str, str, str | None, dict[str, s
     if isinstance(exc, SdcppError):
         status, code = status_for([c.__name__ for c in type(exc).__mro__])
         field = exc.field if isinstance(exc, InvalidRequest) else None
+        if type(exc).__name__ == "DoesNotFit":  # the model does not fit this server's budget
+            field = "model"
         errors = exc.errors if isinstance(exc, ValidationFailed) else {}
         if isinstance(exc, InvalidRequest) and not errors:
             errors = {exc.field: exc.reason}
+        elif field and not errors:
+            errors = {field: str(exc)}
         return status, code, str(exc), field, errors
     if isinstance(exc, HTTPException):
         return exc.status_code, "http_error", str(exc.detail), None, {}

@@ -42,17 +42,25 @@ def test_header_weights_are_what_the_engine_allocates(
         assert abs(ours[comp] - size) / size < 0.005, (comp, ours[comp], size)
 
 
+# The peak is measured by a small middle process: a child started straight from pytest (vfork
+# + exec) inherits pytest's own high-water RSS in ru_maxrss, which after a few engine tests in the
+# same session is gigabytes, so it would hide the child's real peak.
+_MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
 def _peak_rss(args: list[str], cwd: Path) -> tuple[int, str, int]:
     """Run ``sdcpp ARGS`` in a fresh process: exit code, stderr, peak RSS bytes (wait4)."""
-    cmd = [sys.executable, "-m", "sdcpp_service", *args]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "SDCPP_THREADS": "2"})  # fmt: skip
-    assert proc.stderr is not None
-    with proc.stderr:
-        err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return proc.returncode, err, usage.ru_maxrss * 1024
+    cmd = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "sdcpp_service", *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SDCPP_THREADS": "2"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    code, peak = (int(word) for word in proc.stdout.split())
+    return code, proc.stderr, peak
 
 
 def test_chosen_switches_make_a_job_fit_where_the_defaults_do_not(kit: Kit, tmp_path: Path) -> None:
