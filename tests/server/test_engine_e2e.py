@@ -155,7 +155,9 @@ def test_concurrent_submissions_complete_or_429(client: TestClient) -> None:
     assert len(codes) == 50 and set(codes) <= {202, 429}, codes
     assert 429 in codes and all("retry-after" in r.headers for r in results if r.status_code == 429)
     ids = [r.json()["id"] for r in results if r.status_code == 202]
-    assert len(ids) == len(set(ids)) and 1 <= len(ids) <= 5
+    # the queue holds 4 and one runs; a job that finished meanwhile frees its place
+    finished = sum(client.get(f"/api/v1/jobs/{i}").json()["status"] == "completed" for i in ids)
+    assert len(ids) == len(set(ids)) and 1 <= len(ids) <= 5 + finished
     for job_id in ids:
         assert wait_done(client, job_id, timeout=300)["status"] == "completed"
     listed = {j["id"] for j in client.get("/api/v1/jobs?limit=1000").json()["jobs"]}
