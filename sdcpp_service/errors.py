@@ -166,6 +166,9 @@ class OutputExists(SdcppError):
 class DoesNotFit(SdcppError):
     """A job would need more memory than the budget, whatever switches are chosen."""
 
+    #: the request field a refusal names: the model does not fit this budget
+    field = "model"
+
     def __init__(
         self,
         message: str,

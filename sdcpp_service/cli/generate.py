@@ -97,15 +97,11 @@ def run(
     load: dict[str, Any],
     params: dict[str, Any],
 ) -> None:
-    from sdcpp_service import rules
     from sdcpp_service.engine.images import save_image
     from sdcpp_service.engine.pipeline import Pipeline
 
-    check_output(output, int(params.get("batch") or 1), force)
     slot = load.pop("slot", None)
     load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
-    params = {k: v for k, v in params.items() if v is not None}
-    rules.check_limits(params)  # sizes that cannot work are refused before any load
     with interruptible(), stdout_to_stderr(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()
@@ -309,9 +305,10 @@ def generate(
         prompt, params["negative_prompt"] = apply_styles(prompt, negative, style)
     from sdcpp_service import rules
 
-    # sizes that cannot work are refused first: before the model is resolved, fitted or loaded
-    rules.check_limits({k: v for k, v in params.items() if v is not None})
-    check_output(output, int(params.get("batch") or 1), force)  # before any other work
+    params = {k: v for k, v in params.items() if v is not None}
+    # what can be checked without the model is refused first: before it is resolved or fitted
+    rules.check_limits(params)
+    check_output(output, int(params.get("batch") or 1), force)
     ensure_model(model, pull)
     if fit:
         apply_fit(model, prompt, load, params, max_memory)

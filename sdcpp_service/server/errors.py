@@ -124,9 +124,7 @@ def describe(exc: BaseException) -> tuple[int, str, str, str | None, dict[str, s
         return status, code, str(exc), field, {field: str(exc)} if field else {}
     if isinstance(exc, SdcppError):
         status, code = status_for([c.__name__ for c in type(exc).__mro__])
-        field = exc.field if isinstance(exc, InvalidRequest) else None
-        if type(exc).__name__ == "DoesNotFit":  # the model does not fit this server's budget
-            field = "model"
+        field = getattr(exc, "field", None)  # InvalidRequest and DoesNotFit name one
         errors = exc.errors if isinstance(exc, ValidationFailed) else {}
         if isinstance(exc, InvalidRequest) and not errors:
             errors = {exc.field: exc.reason}
