@@ -35,6 +35,11 @@ class PoolStatus:
                 return slot.worker.info
         return {}
 
+    def first_worker(self) -> dict[str, Any]:
+        """The first worker's pid and start count (the only worker with ``--workers 1``)."""
+        worker = self.pool.slots[0].worker
+        return {"pid": worker.pid, "starts": worker.starts}
+
     def position(self, job_id: str) -> int | None:
         return self.scheduler.position(job_id)
 

@@ -129,7 +129,7 @@ async def png_info(request: Request) -> Response:
 
 
 async def mem(request: Request) -> Response:
-    m = memory([None, service(request).worker.pid])
+    m = memory([None, service(request).first_worker()["pid"]])
     total, free = m.get("total_bytes", 0), m.get("available_bytes", 0)
     return JSONResponse(
         {

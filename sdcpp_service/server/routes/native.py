@@ -291,10 +291,10 @@ async def system(request: Request) -> Response:
         {
             "engine": info,
             "threads": svc.settings.default_threads,
-            "memory": memory([None, svc.worker.pid]),
+            "memory": memory([None, svc.first_worker()["pid"]]),
             "loaded_model": svc.model_name(loaded) if loaded else None,
             "loaded_models": [svc.model_name(m) for m in svc.warm_models()],
-            "worker": {"pid": svc.worker.pid, "starts": svc.worker.starts},
+            "worker": svc.first_worker(),
             "workers": [
                 {k: w[k] for k in ("id", "state", "pid", "model_name", "resident_bytes")}
                 for w in pool["workers"]

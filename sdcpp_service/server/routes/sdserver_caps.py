@@ -112,7 +112,7 @@ def _capabilities(svc: Service) -> dict[str, Any]:
         "img_gen": dict.fromkeys(img_features, True),
         "vid_gen": dict.fromkeys(vid_features, True),
     }
-    info = svc.worker.info
+    info = svc.engine_info
     latent = ["Latent", "Latent (nearest)", "Latent (nearest-exact)", "Latent (antialiased)"]
     latent += ["Latent (bicubic)", "Latent (bicubic antialiased)"]
     upscalers = ["None", "Lanczos", "Nearest", *latent]
