@@ -94,6 +94,42 @@ def hint(need: Need) -> str | None:
     return None
 
 
+def need_key(component: str) -> str:
+    """The override key (and request field) that fills ``component`` (``umt5xxl`` → ``t5xxl``)."""
+    return _NEED_KEY.get(component, component)
+
+
+def _missing(info: ModelInfo, need: Need, catalog: Catalog) -> MissingComponent:
+    slot = COMPONENT_SLOTS[need.component]
+    roots = ", ".join(str(r.path) for r in catalog.roots) or "no model folders"
+    return MissingComponent(
+        info.path,
+        need.component,
+        f"{info.title} needs a {need} ({slot}); none found in {roots}",
+        looked_for=[f"{need.component} family={need.family or 'any'} size={need.variant or 'any'}"],
+        hint=hint(need),
+    )
+
+
+def missing(
+    info: ModelInfo,
+    overrides: Mapping[str, object] | None = None,
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+) -> list[MissingComponent]:
+    """Every component ``info`` needs that neither ``overrides`` (a file, or ``None``/``False``:
+    do without) nor the catalog provides, each as the error :func:`plan` would raise (its
+    ``hint`` the ``sdcpp pull`` command). Empty when the model can be assembled."""
+    given = {_NEED_KEY.get(k, k) for k in overrides or {}}
+    needs = [n for n in info.needs if _NEED_KEY.get(n.component, n.component) not in given]
+    if not needs:
+        return []
+    catalog = catalog or scan(settings or Settings.from_env())
+    usable = [e.info for e in catalog.usable() if e.info is not None]
+    return [_missing(info, n, catalog) for n in needs if not any(satisfies(c, n) for c in usable)]
+
+
 def _rank(entry: Entry, model: ModelInfo) -> tuple[int, int, str]:
     """Prefer files next to the model, then names that mention the model's arch."""
     near = 0 if Path(entry.path).parent == Path(model.path).parent else 1
@@ -178,15 +214,7 @@ def plan(
             key=lambda pair: _rank(pair[0], info),
         )
         if not found:
-            roots = ", ".join(str(r.path) for r in catalog.roots) or "no model folders"
-            raise MissingComponent(
-                info.path,
-                need.component,
-                f"{info.title} needs a {need} ({slot}); none found in {roots}",
-                looked_for=[f"{need.component} family={need.family or 'any'} "
-                            f"size={need.variant or 'any'}"],
-                hint=hint(need),
-            )  # fmt: skip
+            raise _missing(info, need, catalog)
         best = found[0][1]
         slots[slot], sources[slot], components[slot] = best.path, "catalog", best
     return LoadPlan(info, slots, components, sources)

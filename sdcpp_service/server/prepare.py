@@ -97,6 +97,8 @@ def prepare(
         problems.setdefault(exc.field, exc.reason)
     if main:
         _check_addons(main, lora_paths, overrides.get("control_net"), problems)
+    if main and kind in JOB_KINDS:
+        _check_components(service, main, overrides, problems)
     fields.check(problems)
     params = {**values, "loras": [[n, w] for n, w in loras]}
     _fit(service, kind, main, params, overrides, "init_image" in images)
@@ -154,6 +156,31 @@ def _check_addons(
             addons.check_control_net(main, control_net)
         except ModelError as exc:
             problems.setdefault("control_net", f"{Path(exc.path).name} {exc.reason}")
+
+
+def _check_components(
+    service: Service, main: str, overrides: Mapping[str, object], problems: dict[str, str]
+) -> None:
+    """A component the model needs (VAE, text encoder…) that neither the request nor the model
+    folders provide: 422 naming the component and the ``sdcpp pull`` command, before queueing."""
+    from sdcpp_service.models import inspect
+    from sdcpp_service.models.assemble import missing
+
+    try:
+        absent = missing(inspect(main), overrides, service.settings)
+    except SdcppError:
+        return  # the model's own problem is reported when it loads
+    for exc in absent:
+        field = component_field(exc.kind)
+        off = f'; or "{field}": false runs without it' if field in OPTIONAL_SLOTS else ""
+        problems.setdefault(field, exc.reason + off)
+
+
+def component_field(component: str) -> str:
+    """The request field that provides a component (``umt5xxl`` → ``t5xxl``)."""
+    from sdcpp_service.models.assemble import need_key
+
+    return need_key(component)
 
 
 def _check_for_model(

@@ -35,6 +35,15 @@ def model_dir(tmp_path: Path) -> Path:
     return root
 
 
+def write_wan(model_dir: Path, name: str = "wan_t2v") -> Path:
+    """A Wan 2.1 T2V DiT with the Wan VAE and umT5 it needs (header only; the fake reads none)."""
+    path = model_dir / "diffusion_models" / f"{name}.safetensors"
+    write_safetensors(path, L.wan(1536, 16))
+    write_safetensors(model_dir / "vae" / "wan_2.1_vae.safetensors", L.wan_vae(16))
+    write_safetensors(model_dir / "text_encoders" / "umt5.safetensors", L.t5(256384, umt5=True))
+    return path
+
+
 @pytest.fixture
 def make_client(tmp_path: Path, model_dir: Path) -> Iterator[MakeClient]:
     """``make_client(step_seconds=0.0, **ServerOptions)`` → a started TestClient (closed after)."""

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
-from tests.server.conftest import MakeClient
+from tests.server.conftest import MakeClient, write_wan
 from tests.server.test_native import png
 
 
@@ -48,9 +48,7 @@ def test_pixel_limit_names_the_limit_and_a_size_that_fits(make_client: MakeClien
 
 @pytest.fixture
 def wan(model_dir: Path) -> Path:
-    path = model_dir / "diffusion_models" / "wan_t2v.safetensors"
-    write_safetensors(path, L.wan(1536, 16))
-    return path
+    return write_wan(model_dir)
 
 
 def test_video_rules_of_the_model_at_submission(wan: Path, client: TestClient) -> None:
@@ -68,3 +66,59 @@ def test_video_rules_of_the_model_at_submission(wan: Path, client: TestClient) -
     r = client.post("/api/v1/jobs", json={**base, "model": "alpha", "frames": 5})
     assert r.status_code == 422 and "not a video model" in r.json()["error"]["fields"]["model"]
     assert jobs(client) == []
+
+
+@pytest.fixture
+def flux(model_dir: Path) -> Path:
+    """A Flux DiT alone: its VAE, CLIP-L and T5-XXL are not in the model folder."""
+    path = model_dir / "diffusion_models" / "fluxy.safetensors"
+    write_safetensors(path, L.flux())
+    return path
+
+
+FLUX = {"model": "fluxy", "prompt": "x", "width": 64, "height": 64, "steps": 1}
+T5_PULL = "sdcpp pull comfyanonymous/flux_text_encoders t5xxl_fp16.safetensors"
+VAE_PULL = "sdcpp pull black-forest-labs/FLUX.1-schnell ae.safetensors"
+
+
+def test_missing_components_are_422_naming_each_and_its_pull_command(
+    flux: Path, client: TestClient
+) -> None:
+    r = client.post("/api/v1/jobs", json=FLUX)
+    assert r.status_code == 422, r.text
+    fields = r.json()["error"]["fields"]
+    assert set(fields) == {"vae", "clip_l", "t5xxl"}
+    assert "needs a t5xxl" in fields["t5xxl"] and T5_PULL in fields["t5xxl"]
+    assert '"t5xxl": false runs without it' in fields["t5xxl"]
+    assert VAE_PULL in fields["vae"] and "false" not in fields["vae"]  # a VAE cannot be left out
+    r = client.post("/api/v1/jobs", json={**FLUX, "t5xxl": False, "clip_l": False})
+    assert r.status_code == 422 and set(r.json()["error"]["fields"]) == {"vae"}
+    assert jobs(client) == []
+    view = client.get("/api/v1/models/fluxy").json()
+    hints = {m["field"]: m["hint"] for m in view["missing"]}
+    assert hints == {
+        "vae": VAE_PULL,
+        "clip_l": "sdcpp pull comfyanonymous/flux_text_encoders clip_l.safetensors",
+        "t5xxl": T5_PULL,
+    }
+    assert client.get("/api/v1/models/alpha").json()["missing"] == []
+
+
+def test_missing_components_at_every_door(flux: Path, client: TestClient) -> None:
+    r = client.post("/sdapi/v1/txt2img", json={**FLUX, "override_settings": {"sd_model_checkpoint": "fluxy"}})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert {d["loc"][-1] for d in r.json()["detail"]} == {"vae", "clip_l", "t5xxl"}
+    assert any(T5_PULL in d["msg"] for d in r.json()["detail"])
+    r = client.post("/v1/images/generations", json={"prompt": "x", "model": "fluxy", "size": "64x64"})  # fmt: skip
+    assert r.status_code == 422 and VAE_PULL in r.json()["error"]["message"]
+    r = client.post("/api/v1/models/load", json={"model": "fluxy"})
+    assert r.status_code == 422 and T5_PULL in r.text
+    assert jobs(client) == []
+
+
+def test_components_in_the_folder_are_found(flux: Path, model_dir: Path, client: TestClient) -> None:  # fmt: skip
+    write_safetensors(model_dir / "vae" / "ae.safetensors", L.kl_vae(16))
+    write_safetensors(model_dir / "text_encoders" / "clip_l.safetensors", L.clip_text(768))
+    r = client.post("/api/v1/jobs", json={**FLUX, "t5xxl": False})
+    assert r.status_code == 202, r.text
+    assert [m["field"] for m in client.get("/api/v1/models/fluxy").json()["missing"]] == ["t5xxl"]

@@ -15,9 +15,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.models import layouts as L
-from tests.models.corpus import write_safetensors
-from tests.server.conftest import MakeClient
+from tests.server.conftest import MakeClient, write_wan
 
 #: ``POST /sdcpp/v1/img_gen`` "Request Body" example of api.md, verbatim.
 IMG_GEN_EXAMPLE: dict[str, Any] = {
@@ -101,7 +99,7 @@ def decode(b64: str) -> Image.Image:
 @pytest.fixture
 def video_dir(model_dir: Path) -> Path:
     """The model folder plus a Wan 2.1 T2V diffusion model (header only; the fake reads none)."""
-    write_safetensors(model_dir / "diffusion_models" / "wan.safetensors", L.wan(1536, 16))
+    write_wan(model_dir, "wan")
     return model_dir
 
 

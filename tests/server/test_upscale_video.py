@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from tests.models import layouts as L
 from tests.models.corpus import write_safetensors
-from tests.server.conftest import MakeClient
+from tests.server.conftest import MakeClient, write_wan
 from tests.server.test_native import sse_events, wait_done
 
 
@@ -294,9 +294,7 @@ def test_a1111_progress_current_image(make_client: MakeClient) -> None:
 @pytest.fixture
 def wan(model_dir: Path) -> Path:
     """A Wan T2V DiT (header only) beside the SD1 checkpoints: video jobs need a video model."""
-    path = model_dir / "diffusion_models" / "wan_t2v.safetensors"
-    write_safetensors(path, L.wan(1536, 16))
-    return path
+    return write_wan(model_dir)
 
 
 def test_video_job_formats(wan: Path, client: TestClient) -> None:

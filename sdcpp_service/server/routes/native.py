@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -21,6 +21,9 @@ from sdcpp_service.server.options import LOAD_SLOTS, OPTIONAL_SLOTS
 from sdcpp_service.server.routes.common import MEDIA_TYPES, encode, json_body, memory, service
 from sdcpp_service.server.scheduler import OUTPUT_URL, progress_data
 from sdcpp_service.server.service import Service, decode
+
+if TYPE_CHECKING:
+    from sdcpp_service.models import ModelInfo
 
 JOB_FIELDS = {
     *fields.GENERATION,
@@ -219,10 +222,25 @@ async def inspect_model(request: Request) -> Response:
     view = _model_view(svc, entry)
     from sdcpp_service.models import inspect
 
-    view["info"] = (await asyncio.to_thread(inspect, entry.path)).to_dict()
+    info = await asyncio.to_thread(inspect, entry.path)
+    view["info"] = info.to_dict()
+    view["missing"] = await asyncio.to_thread(_missing_view, svc, info)
     if request.query_params.get("hash") in ("1", "true"):
         view["sha256"] = await asyncio.to_thread(svc.hashes.sha256, entry.path)
     return JSONResponse(view)
+
+
+def _missing_view(svc: Service, info: ModelInfo) -> list[dict[str, Any]]:
+    """What a main model still lacks in the model folders, with the ``sdcpp pull`` command."""
+    from sdcpp_service.models.assemble import missing
+
+    if info.kind != "model":
+        return []
+    return [
+        {"component": exc.kind, "field": checks.component_field(exc.kind),
+         "message": exc.reason, "hint": exc.hint}
+        for exc in missing(info, {}, svc.settings)
+    ]  # fmt: skip
 
 
 async def load_model(request: Request) -> Response:

@@ -83,9 +83,9 @@ async function modelChanged(applyDefaults) {
     const what = [entry.arch, entry.variant, info?.engine_version].filter(Boolean).join(" · ");
     lines.push(`${what}${entry.loaded ? " · warm (loaded)" : ""}`);
   }
-  for (const need of catalog.lacking(info)) {
-    const part = [need.component, need.family, need.variant].filter(Boolean).join(" ");
-    lines.push(`lacks a ${part}: add one to the model folder (sdcpp pull …, see sdcpp pull --help)`);
+  for (const need of catalog.lacking(name)) {
+    const fix = need.hint ? `run ${need.hint}` : "add one to the model folder";
+    lines.push(`lacks a ${need.component}: ${fix}`);
   }
   if (info && info.supported === false) lines.push(`not supported: ${info.reason}`);
   $("model-info").textContent = lines.join("\n");

@@ -4,20 +4,9 @@
 import * as api from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-/** Component → the catalog kind that provides it. */
-const PROVIDES = {
-  vae: "vae",
-  taesd: "taesd",
-  clip_l: "text_encoder",
-  clip_g: "text_encoder",
-  t5xxl: "text_encoder",
-  umt5xxl: "text_encoder",
-  llm: "text_encoder",
-  clip_vision: "clip_vision",
-};
 const EDIT_ARCHS = ["flux2", "flux2_klein", "qwen_image"];
 
-export const state = { models: [], infos: new Map(), byKind: {} };
+export const state = { models: [], infos: new Map(), missing: new Map(), byKind: {} };
 
 function fillSelect(select, items, keep = true) {
   const old = select.value;
@@ -44,14 +33,9 @@ export function modesOf(entry, info) {
   return modes;
 }
 
-/** A needed component is present when the model holds it or some catalog entry provides it. */
-export function lacking(info) {
-  const contains = new Set(info?.contains || []);
-  return (info?.needs || []).filter((need) => {
-    if (contains.has(need.component)) return false;
-    const kind = PROVIDES[need.component] || need.component;
-    return !(state.byKind[kind] || []).length;
-  });
+/** What a model still lacks in the model folders (the server's check, with its pull hint). */
+export function lacking(name) {
+  return state.missing.get(name) || [];
 }
 
 export async function loadModels() {
@@ -83,6 +67,7 @@ export async function modelInfo(name) {
   if (!state.infos.has(name)) {
     const view = await api.get(`/api/v1/models/${encodeURIComponent(name)}`);
     state.infos.set(name, view.info || null);
+    state.missing.set(name, view.missing || []);
   }
   return state.infos.get(name);
 }
