@@ -1,9 +1,17 @@
 """What a worker writes and measures: a job's output files (atomically, with their infotext),
-preview frames as PNG, a process's resident memory."""
+preview frames as PNG, a process's resident memory; which files on disk belong to which job.
+
+Every file a job leaves in the outputs folder is named after it (``<job id>-<n>.png``, its
+converted copies ``<job id>-<n>.webp``, a ``….incomplete`` being written): the name says whose it
+is, so deleting a job, the retention and the disk cap remove all of them, and a file whose job
+is gone is swept at start.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +86,35 @@ def preview_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def job_of(name: str) -> str:
+    """The id of the job an output file belongs to (the name up to its first ``-`` or ``.``)."""
+    cut = [i for i in (name.find("-"), name.find(".")) if i > 0]
+    return name[: min(cut)] if cut else ""
+
+
+def job_files(outputs: Path) -> dict[str, list[Path]]:
+    """Every file in the outputs folder, by the job it belongs to."""
+    found: dict[str, list[Path]] = {}
+    try:
+        entries = list(os.scandir(outputs))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and job_of(entry.name):
+            found.setdefault(job_of(entry.name), []).append(Path(entry.path))
+    return found
+
+
+def remove_files(paths: Iterable[Path]) -> int:
+    """Delete the files (gone already is fine); returns the bytes freed."""
+    freed = 0
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+        except FileNotFoundError:
+            pass
+    return freed

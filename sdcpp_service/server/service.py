@@ -22,6 +22,7 @@ from sdcpp_service.server import a1111_options, fields, models
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
+from sdcpp_service.server.outputs import job_files, remove_files
 from sdcpp_service.server.pool import GB, Pool, Slot
 from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.sqlite import SQLiteJobStore
@@ -57,6 +58,7 @@ class Service(PoolStatus):
         self._pruning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.sweep()
         self.prune()
         await self.scheduler.start()
         loop = asyncio.get_running_loop()
@@ -191,8 +193,9 @@ class Service(PoolStatus):
         old: list[Job] = []
         if hours > 0:
             old = self.store.prune((time.time() if now is None else now) - hours * 3600)
+            index = job_files(self.outputs) if old else {}
             for job in old:
-                self._remove_outputs(job)
+                self._remove_outputs(job, index)
             if old:
                 log.info("removed %d finished job(s) older than %g h", len(old), hours)
         return [j.id for j in old] + self.cap_outputs()
@@ -208,11 +211,12 @@ class Service(PoolStatus):
         removed: list[str] = []
         if total <= limit:
             return removed
+        index = job_files(self.outputs)
         for job in self.store.finished_oldest_first():
             if total <= limit:
                 break
             if job.id != keep and self.store.delete(job.id) is not None:
-                total -= self._remove_outputs(job)
+                total -= self._remove_outputs(job, index)
                 removed.append(job.id)
         if removed:
             log.info("removed %d oldest job(s): outputs over %g GB", len(removed), cap)
@@ -238,18 +242,31 @@ class Service(PoolStatus):
         self._remove_outputs(deleted)
         return deleted
 
-    def _remove_outputs(self, job: Job) -> int:
-        """Delete the job's output files; returns the bytes freed."""
-        freed = 0
-        for name in (job.result or {}).get("outputs", []):
-            if isinstance(name, str) and OUTPUT_NAME.match(name):
-                path = self.outputs / name
-                try:
-                    freed += path.stat().st_size
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
-        return freed
+    def _remove_outputs(self, job: Job, index: dict[str, list[Path]] | None = None) -> int:
+        """Delete every file of the job (its outputs and what was made from them: converted
+        formats, partial writes); returns the bytes freed. ``index``: ``job_files()``, read
+        once by callers that remove many jobs."""
+        if index is not None:
+            return remove_files(index.pop(job.id, []))
+        prefix = (f"{job.id}-", f"{job.id}.")
+        with os.scandir(self.outputs) as entries:
+            paths = [Path(e.path) for e in entries if e.name.startswith(prefix)]
+        return remove_files(paths)
+
+    def sweep(self) -> list[str]:
+        """At start (no worker writes yet): remove files whose job is gone (a crash between
+        writing and storing, a job deleted meanwhile) and partial ``.incomplete`` writes."""
+        swept: list[str] = []
+        for job_id, paths in job_files(self.outputs).items():
+            stale = [p for p in paths if p.name.endswith(".incomplete")]
+            if self.store.get(job_id) is None:
+                stale = paths
+            if stale:
+                remove_files(stale)
+                swept.extend(p.name for p in stale)
+        if swept:
+            log.info("removed %d output file(s) of no job", len(swept))
+        return swept
 
     def job(self, job_id: str) -> Job:
         live = self.scheduler.live.get(job_id)
