@@ -52,6 +52,9 @@ RUN = (
     "sdcpp upscale shots/ 'more/*.jpg' -o big/ --tile 192",
     'sdcpp models list [--kind upscaler] [--json]',
     'sdcpp models hash sd15.safetensors',
+    'sdcpp models inspect sd15',
+    'sdcpp models hash sd15 RealESRGAN_x4plus',
+    'sdcpp upscale photo.png -m lanczos -o photo-lanczos.png',
 )  # fmt: skip
 
 
@@ -158,6 +161,8 @@ def test_first_hour_lines_run(home: Path, small: None) -> None:
         assert "Seed: 42" in image.info["parameters"]
     assert (home / "photo-x2.png").is_file() and (home / "big" / "a-x4.png").is_file()
     assert (home / "big" / "b-x4.jpg").is_file()
+    with Image.open(home / "photo-lanczos.png") as image:
+        assert image.size == (64, 48)
 
 
 @pytest.mark.engine

@@ -97,13 +97,26 @@ def print_plan(p: Plan, as_json: bool, output: str) -> None:
     )
 
 
+#: --verify-with slot → the catalog kind a name given for it is looked up in.
+SLOT_KINDS = {
+    "model": "model", "diffusion_model": "model", "vae": "vae", "taesd": "taesd",
+    "clip_l": "text_encoder", "clip_g": "text_encoder", "t5xxl": "text_encoder",
+    "llm": "text_encoder", "clip_vision": "clip_vision", "control_net": "controlnet",
+    "photo_maker": "photomaker",
+}  # fmt: skip
+
+
 def _verify_with(values: list[str]) -> dict[str, str]:
+    """``[SLOT=]PATH|NAME`` → slot → file; a catalog name is looked up among its slot's kind."""
+    from sdcpp_service.models import locate
+
     out: dict[str, str] = {}
     for v in values:
         slot, sep, path = v.partition("=")
         if not sep:
             slot, path = "model", v
-        out[slot.strip().replace("-", "_")] = path
+        slot = slot.strip().replace("-", "_")
+        out[slot] = str(locate(path, kind=SLOT_KINDS.get(slot), label=f"--verify-with {slot}"))
     return out
 
 
@@ -111,7 +124,9 @@ def _verify_with(values: list[str]) -> dict[str, str]:
 def convert(
     src: Annotated[
         Path | None,
-        typer.Argument(help="Model file (safetensors, ckpt, GGUF) or diffusers folder."),
+        typer.Argument(
+            help="Model file (safetensors, ckpt, GGUF), diffusers folder or catalog name."
+        ),
     ] = None,
     output: Annotated[
         str | None,
@@ -136,7 +151,8 @@ def convert(
         list[str] | None,
         Opt(
             "--verify-with",
-            help="[SLOT=]PATH to load with the output for --verify (a component needs a MODEL).",
+            help="[SLOT=]PATH or name to load with the output for --verify (a component needs "
+            "a MODEL).",
         ),
     ] = None,
     plan_only: Annotated[
@@ -174,6 +190,11 @@ def convert(
         return
     if src is None:
         raise fail("missing SRC (or --all DIR)")
+    from sdcpp_service.models import locate
+
+    src = locate(src, label="model")  # a path, or a catalog name (`sdcpp models list`)
+    vae = None if vae is None else locate(vae, kind="vae", label="vae")
+    verify_files = _verify_with(verify_with or [])
     if plan_only:
         from sdcpp_service.config import Settings
         from sdcpp_service.convert._engine import engine_types
@@ -196,7 +217,7 @@ def convert(
             vae,
             force=force,
             verify=verify,
-            verify_with=_verify_with(verify_with or []),
+            verify_with=verify_files,
             catalog=catalog,
             defaults=not no_defaults,
             progress=bar,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sdcpp_service.cli._errors import handle_errors
 from sdcpp_service.cli._fit import MaxMemoryOpt
 from sdcpp_service.cli._options import FlashAttnOpt, MmapOpt, VaeTilingOpt
+
+if TYPE_CHECKING:
+    from sdcpp_service.models import Entry
 
 app = typer.Typer(
     help="Inspect, hash, list and plan model files (detected by content, not by name).",
@@ -39,13 +42,16 @@ def _human_count(n: float) -> str:
 @app.command("inspect")
 @handle_errors
 def inspect_cmd(
-    file: Annotated[Path, typer.Argument(help="A model file or diffusers folder.")],
+    file: Annotated[
+        str, typer.Argument(help="A model file or diffusers folder, or a catalog name.")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Say what a model file is, which loader slot takes it and what else it needs."""
-    from sdcpp_service.models import inspect
+    from sdcpp_service.config import Settings
+    from sdcpp_service.models import inspect, locate
 
-    info = inspect(file)
+    info = inspect(locate(file, Settings.from_env()))
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
         return
@@ -82,16 +88,17 @@ def inspect_cmd(
 @app.command("hash")
 @handle_errors
 def hash_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Files to hash.")],
+    files: Annotated[list[str], typer.Argument(help="Files or catalog names to hash.")],
     as_json: JsonOption = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-read even if cached.")] = False,
 ) -> None:
     """SHA-256 and A1111 short hash (first 10 hex digits), cached by size and mtime."""
     from sdcpp_service.config import Settings
-    from sdcpp_service.models import hash_file
+    from sdcpp_service.models import hash_file, locate
 
     settings = Settings.from_env()
-    results = [hash_file(f, settings, cache=not no_cache) for f in files]
+    paths = [locate(f, settings) for f in files]  # every name checked before any is read
+    results = [hash_file(p, settings, cache=not no_cache) for p in paths]
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
@@ -112,15 +119,18 @@ def list_cmd(
 ) -> None:
     """List the model folders' files by kind, with their unique short names."""
     from sdcpp_service.config import Settings
+    from sdcpp_service.errors import UnknownName
     from sdcpp_service.models import scan
+    from sdcpp_service.models.catalog import KINDS
 
+    if kind is not None and kind not in KINDS:
+        raise UnknownName("kind", kind, list(KINDS))
     catalog = scan(Settings.from_env())
-    entries = [
-        e
-        for e in catalog.entries
-        if (kind is None or e.kind == kind)
-        and (all_files or (e.info is not None and e.info.supported))
-    ]
+    wanted = [e for e in catalog.entries if kind is None or e.kind == kind]
+    entries = [e for e in wanted if all_files or (e.info is not None and e.info.supported)]
+    skipped = [e for e in wanted if e not in entries]
+    if skipped:
+        typer.echo(skipped_line(skipped), err=True)
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -134,6 +144,24 @@ def list_cmd(
         if e.info and not e.info.supported:
             what += f" (unsupported: {e.info.reason})"
         typer.echo(f"{e.kind:<12} {e.name:<{width}}  {what}")
+
+
+def skipped_line(skipped: list[Entry]) -> str:
+    """``skipped 3 files: 2 unreadable (…), 1 unsupported (…); --all lists them``."""
+    groups: dict[str, list[str]] = {"unreadable": [], "unsupported": []}
+    for e in skipped:
+        if e.info is None:
+            groups["unreadable"].append(e.error or "unreadable")
+        else:
+            groups["unsupported"].append(e.info.reason or "the engine cannot load it")
+    parts = []
+    for label, reasons in groups.items():
+        if reasons:
+            distinct = list(dict.fromkeys(reasons))
+            why = "; ".join(distinct[:2]) + ("; …" if len(distinct) > 2 else "")
+            parts.append(f"{len(reasons)} {label} ({why})")
+    n = len(skipped)
+    return f"skipped {n} file{'s' if n > 1 else ''}: {', '.join(parts)}; --all lists them"
 
 
 @app.command("plan")

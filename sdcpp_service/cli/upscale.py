@@ -72,7 +72,8 @@ def upscale(
         typer.Option(
             "--model",
             "-m",
-            help="ESRGAN file or catalog name (default: the first cataloged upscaler).",
+            help="ESRGAN file or catalog name, or lanczos/nearest (a plain resize, ×2 by "
+            "default); default: the first cataloged upscaler.",
         ),
     ] = None,
     scale: Annotated[
@@ -91,7 +92,7 @@ def upscale(
 
     from sdcpp_service.config import Settings
     from sdcpp_service.engine.images import load_image, save_image
-    from sdcpp_service.engine.upscale import Upscaler, resolve_upscaler, upscale_infotext
+    from sdcpp_service.engine.upscale import is_builtin, open_upscaler, upscale_infotext
     from sdcpp_service.errors import OutputExists
 
     settings = Settings.from_env()
@@ -100,9 +101,10 @@ def upscale(
     sources = expand_inputs(inputs)
     if not sources:
         raise fail("no images found in the given inputs")
-    ensure_model(model, pull, kind="upscaler")
-    path = resolve_upscaler(model, settings)
-    with interruptible(), Upscaler(path, settings.default_threads, tile) as up:
+    if not is_builtin(model):
+        ensure_model(model, pull, kind="upscaler")
+    with interruptible(), open_upscaler(model, settings, tile) as up:
+        path = up.path
         label = f"{scale:g}" if scale is not None else str(up.factor)
         plan = [(src, output_for(src, output, len(sources) > 1, label)) for src in sources]
         for _, dst in plan:

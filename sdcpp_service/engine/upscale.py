@@ -17,7 +17,13 @@ from PIL import Image
 
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.context import ENGINE_LOCK, NativeOwner, image_to_c, pil_from_c, runtime
-from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
+from sdcpp_service.errors import (
+    EngineError,
+    InvalidRequest,
+    ModelError,
+    UnknownName,
+    UnsupportedModel,
+)
 from sdcpp_service.types import ProgressCallback
 
 #: Largest output we produce (pixels); beyond it the request is refused up front.
@@ -43,8 +49,15 @@ def resolve_upscaler(model: str | Path | None, settings: Settings) -> str:
                 )
             info = found[0].info  # type: ignore[assignment]
         else:
-            entry = catalog.find(str(model), kind="upscaler", label="upscaler")
-            info = entry.info  # type: ignore[assignment]
+            try:
+                entry = catalog.find(str(model), kind="upscaler", label="upscaler", other=True)
+            except UnknownName as exc:  # the built-ins are choices too
+                raise UnknownName(
+                    "upscaler", str(model), [*exc.choices, "lanczos", "nearest"]
+                ) from None
+            if entry.info is None:
+                raise ModelError(entry.path, entry.error or "unreadable")
+            info = entry.info
     if info.kind != "upscaler":
         raise UnsupportedModel(info.path, f"is a {info.title} {info.kind}, not an ESRGAN upscaler")
     return str(info.path)
@@ -117,6 +130,61 @@ class Upscaler(NativeOwner):
         return rgb
 
 
+class BuiltinUpscaler:
+    """``lanczos`` / ``nearest``: a plain resize with the :class:`Upscaler` interface (factor 2
+    by default, as the server's built-ins), for ``-m lanczos`` where no ESRGAN file is needed."""
+
+    def __init__(self, method: str) -> None:
+        from sdcpp_service.engine.base import BUILTIN_UPSCALERS
+
+        self.method = method.strip().lower()
+        self.path = self.method.capitalize()  # the infotext's "Postprocess upscaler"
+        self.factor = 2
+        self._resample = getattr(Image.Resampling, BUILTIN_UPSCALERS[self.method])
+
+    def __enter__(self) -> BuiltinUpscaler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def upscale(
+        self,
+        image: Image.Image,
+        scale: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Image.Image:
+        scale = float(self.factor if scale is None else scale)
+        if not 0 < scale <= 16:
+            raise InvalidRequest("scale", f"must be in (0, 16], got {scale}")
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        if target[0] * target[1] > MAX_OUTPUT_PIXELS:
+            raise InvalidRequest(
+                "scale",
+                f"output {target[0]}x{target[1]} is over the {MAX_OUTPUT_PIXELS} pixel limit",
+            )
+        return image.resize(target, self._resample)
+
+
+def is_builtin(model: str | Path | None) -> bool:
+    """Whether ``model`` names a built-in resizer (``lanczos``, ``nearest``)."""
+    from sdcpp_service.engine.base import BUILTIN_UPSCALERS
+
+    return isinstance(model, str) and model.strip().lower() in BUILTIN_UPSCALERS
+
+
+def open_upscaler(
+    model: str | Path | None, settings: Settings, tile: int = 128
+) -> Upscaler | BuiltinUpscaler:
+    """A built-in resizer by name, else the ESRGAN file ``model`` names, loaded."""
+    if is_builtin(model):
+        return BuiltinUpscaler(str(model))
+    return Upscaler(resolve_upscaler(model, settings), settings.default_threads, tile)
+
+
 def upscale(
     image: str | Path | bytes | Image.Image,
     model: str | Path | None = None,
@@ -130,8 +198,8 @@ def upscale(
     settings = settings or Settings.from_env()
     source = load_image(image, "image", mode="auto")
     t0 = time.perf_counter()
-    path = resolve_upscaler(model, settings)
-    with Upscaler(path, settings.default_threads, tile) as up:
+    with open_upscaler(model, settings, tile) as up:
+        path = up.path
         out = up.upscale(source, scale)
         label = f"{scale:g}" if scale is not None else str(up.factor)
     out.info["parameters"] = upscale_infotext(source.info.get("parameters"), label, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sdcpp_service.models.archs import Defaults, Need
 from sdcpp_service.models.assemble import LoadPlan, plan
-from sdcpp_service.models.catalog import Catalog, Entry, scan
+from sdcpp_service.models.catalog import Catalog, Entry, locate, scan
 from sdcpp_service.models.detect import Detection, detect
 from sdcpp_service.models.hashing import FileHash, hash_file
 from sdcpp_service.models.headers import Header, TensorInfo, read_header
@@ -32,6 +32,7 @@ __all__ = [
     "detect",
     "hash_file",
     "inspect",
+    "locate",
     "plan",
     "pull",
     "read_header",

@@ -56,6 +56,12 @@ OVERRIDE_KEYS: dict[str, tuple[str, ...]] = {
     "upscaler": ("upscaler",),
     "photo_maker": ("photomaker",),
 }
+#: Override key → the catalog kind its names are looked up in (close matches of that kind).
+OVERRIDE_KINDS = {
+    "vae": "vae", "taesd": "taesd", "clip_l": "text_encoder", "clip_g": "text_encoder",
+    "t5xxl": "text_encoder", "llm": "text_encoder", "clip_vision": "clip_vision",
+    "control_net": "controlnet", "upscaler": "upscaler", "photo_maker": "photomaker",
+}  # fmt: skip
 _NEED_KEY = {"clip_h": "clip_l", "umt5xxl": "t5xxl", "controlnet": "control_net"}
 
 
@@ -182,7 +188,7 @@ def plan(
             return inspect(p)
         nonlocal catalog
         catalog = catalog or scan(settings)
-        entry = catalog.find(str(value), label=key)
+        entry = catalog.find(str(value), OVERRIDE_KINDS.get(key), label=key, other=True)
         if entry.info is None:
             raise UnsupportedModel(entry.path, entry.error or "unreadable")
         return entry.info

@@ -32,6 +32,11 @@ A1111_FOLDERS = (
     "Stable-diffusion", "Lora", "LyCORIS", "VAE", "VAE-approx", "ESRGAN", "RealESRGAN",
     "ControlNet", "text_encoder",
 )  # fmt: skip
+#: The kinds a catalog entry has (``inspect``'s, plus ``invalid`` for unreadable files).
+KINDS = (
+    "model", "vae", "taesd", "text_encoder", "lora", "controlnet", "upscaler", "embedding",
+    "photomaker", "clip_vision", "invalid",
+)  # fmt: skip
 #: Quantisation / precision tags stripped from a stem to make an alias (``flux1-schnell``).
 _TAG = re.compile(
     r"[-_.](q\d(_[01k])?(_[sml])?|iq\d\w*|f16|fp16|bf16|f32|fp32|fp8(_e4m3fn)?(_scaled)?)$", re.I
@@ -111,20 +116,55 @@ class Catalog:
             if e.info is not None and e.info.supported and kind in (None, e.info.kind)
         ]
 
-    def find(self, name: str, kind: str | None = None, label: str | None = None) -> Entry:
-        """Resolve a name, alias, filename or path; raise UnknownName with the choices."""
+    def find(
+        self, name: str, kind: str | None = None, label: str | None = None, *, other: bool = False
+    ) -> Entry:
+        """Resolve a name, alias, filename or path among the entries of ``kind``; raise
+        UnknownName with the close matches and choices of that kind only. With ``other``, a
+        name that is exactly an entry of another kind returns that entry (so the caller can say
+        "is a LoRA, not a VAE" instead of "unknown")."""
         pool = [e for e in self.entries if kind is None or e.kind == kind]
-        lowered = name.lower()
-        tiers = (
-            [e for e in pool if e.name == name],
-            [e for e in pool if name in e.aliases],
-            [e for e in pool if name in (e.path, Path(e.path).name)],
-            [e for e in pool if lowered in {e.name.lower(), *(a.lower() for a in e.aliases)}],
-        )
-        for hits in tiers:
-            if len(hits) == 1:
-                return hits[0]
+        hit = _match(pool, name)
+        if hit is None and other and kind is not None:
+            hit = _match(self.entries, name)
+        if hit is not None:
+            return hit
         raise UnknownName(label or kind or "model", name, sorted(e.name for e in pool))
+
+
+def _match(pool: Iterable[Entry], name: str) -> Entry | None:
+    pool = list(pool)
+    lowered = name.lower()
+    tiers = (
+        [e for e in pool if e.name == name],
+        [e for e in pool if name in e.aliases],
+        [e for e in pool if name in (e.path, Path(e.path).name)],
+        [e for e in pool if lowered in {e.name.lower(), *(a.lower() for a in e.aliases)}],
+    )
+    for hits in tiers:
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def locate(
+    value: str | Path,
+    settings: Settings | None = None,
+    kind: str | None = None,
+    label: str | None = None,
+) -> Path:
+    """A path that exists, else a catalog name (of ``kind``, else any) → its file.
+
+    An unknown name raises UnknownName with the close matches of that kind."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return path
+    try:
+        return Path(scan(settings).find(str(value), kind=kind, label=label, other=True).path)
+    except UnknownName as exc:
+        if "/" not in str(value) and not str(value).lower().endswith(MODEL_SUFFIXES):
+            raise
+        raise UnknownName(exc.field, str(value), exc.choices, "no such file either") from None
 
 
 def _walk(folder: Path) -> Iterator[Path]:
