@@ -14,6 +14,7 @@
     │   ├── EngineNotInstalled      the bindings cannot be imported
     │   ├── Cancelled               a job was cancelled
     │   └── WorkerDied              the engine process died mid-job (``exitcode``)
+    ├── QueueError                  the cluster's PostgreSQL queue is unreachable or not set up
     ├── OutputExists                refusing to overwrite a file (``path``)
     ├── DoesNotFit                  a job's estimated memory exceeds the budget
     ├── ConvertError                conversion failed (``path``)
@@ -153,6 +154,10 @@ class WorkerDied(EngineError):
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"{exitcode}"
         super().__init__(f"the engine process died (exit {how}); the job was not finished")
         self.exitcode = exitcode
+
+
+class QueueError(SdcppError):
+    """The cluster's PostgreSQL queue cannot be reached or is not set up (``sdcpp queue``)."""
 
 
 class OutputExists(SdcppError):

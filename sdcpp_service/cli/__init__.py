@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "models": ("models", "app", None),
     "pull": ("models", "pull_cmd", None),
     "convert": ("convert", "convert", None),
+    "worker": ("worker", "worker", None),
+    "queue": ("queue", "app", None),
 }  # fmt: skip
 
 

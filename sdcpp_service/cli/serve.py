@@ -90,6 +90,23 @@ def serve(
             help="Allow POST /sdapi/v1/server-stop, server-kill and server-restart (A1111's flag).",
         ),
     ] = False,
+    queue: Annotated[
+        str | None,
+        Opt(
+            "--queue",
+            help="PostgreSQL URL: run as an API node of a cluster; `sdcpp worker` hosts run the "
+            "jobs (see `sdcpp queue migrate`).",
+        ),
+    ] = None,
+    lost_after: Annotated[
+        float,
+        Opt(
+            "--lost-after",
+            min=1,
+            help="With --queue: seconds of silence after which a worker "
+            "is lost and its job re-run elsewhere.",
+        ),
+    ] = 10.0,
     threads: ThreadsOpt = 0,
     log_level: Annotated[str, Opt("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
@@ -119,6 +136,9 @@ def serve(
             f"--preload names {len(preloads)} models but there are {workers} worker(s): each "
             f"worker keeps one model warm; add --workers {len(preloads)}"
         )
+    if queue and (preloads or workers != 1):
+        raise fail("with --queue the workers run the engine: give --preload and --workers to "
+                   "`sdcpp worker`")  # fmt: skip
     settings = Settings.from_env()
     if models:
         settings = settings.with_model_dirs(tuple(m.expanduser() for m in models))
@@ -136,6 +156,8 @@ def serve(
         keep_jobs_hours=keep_jobs,
         keep_outputs_gb=keep_outputs_gb,
         api_server_stop=api_server_stop,
+        queue=queue or "",
+        lost_after=lost_after,
     )
     if preloads:  # fail now, not in the background, when a name is wrong
         from sdcpp_service.server import models as catalog

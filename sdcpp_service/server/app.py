@@ -40,7 +40,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service = Service(settings, engine, options)
+        if options.queue:  # an API node of a cluster (sdcpp_service.cluster)
+            from sdcpp_service.cluster.node import ClusterService
+
+            service: Service = ClusterService(settings, engine, options)
+        else:
+            service = Service(settings, engine, options)
         app.state.service = service
         await service.start()
         try:

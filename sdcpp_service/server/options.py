@@ -64,6 +64,11 @@ class ServerOptions:
     keep_outputs_gb: float = 0.0
     #: A1111's ``--api-server-stop``: POST /sdapi/v1/server-stop, -kill and -restart work
     api_server_stop: bool = False
+    #: ``postgresql://…``: an API node of a cluster (jobs, events and outputs in PostgreSQL,
+    #: run by ``sdcpp worker`` hosts); "" for the embedded default (SQLite, in-process pool)
+    queue: str = ""
+    #: a cluster worker silent this many seconds is lost (its job re-run once elsewhere)
+    lost_after: float = 10.0
 
     @property
     def preloads(self) -> tuple[str, ...]:

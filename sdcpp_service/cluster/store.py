@@ -1,0 +1,295 @@
+"""The API node's synchronous access to the cluster's tables (called from threads, as the
+embedded :class:`~sdcpp_service.server.store.JobStore` is): jobs, outputs, workers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sdcpp_service.errors import QueueError
+from sdcpp_service.server.jobs import FINISHED, Images, Job
+
+JOB_COLUMNS = (
+    "id, seq, kind, model, params, load, state, created, started, finished, attempts, result, "
+    "error, owner, slot, cancel_requested"
+)
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
+#: the notification channel of job events (payload: JSON ``{"id", "event", "data"}``)
+CHANNEL = "sdcpp_events"
+
+
+def connect(url: str) -> Any:
+    """A psycopg connection in autocommit mode (``url`` as libpq takes it: TLS, password…)."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise QueueError(f"cannot reach the queue database: {describe(exc)}") from None
+
+
+def check_schema(conn: Any) -> None:
+    """Refuse a database that ``sdcpp queue migrate`` has not set up."""
+    row = conn.execute("SELECT to_regclass('sdcpp_jobs'), to_regclass('procrastinate_jobs')")
+    if None in row.fetchone():
+        raise QueueError("the queue database has no sdcpp tables yet: run "
+                         "`sdcpp queue migrate --queue URL` first")  # fmt: skip
+
+
+def describe(exc: BaseException) -> str:
+    """A database error in one line (libpq's messages run over several)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def to_job(row: Any) -> Job:
+    (id_, seq, kind, model, params, load, state, created, started, finished, attempts,
+     result, error, owner, slot, cancel) = row  # fmt: skip
+    return Job(
+        id=id_, kind=kind, model=model, params=params, load=load, state=state,
+        created=created, started=started, finished=finished, attempts=attempts,
+        result=result, error=error, seq=seq, owner=owner, slot=slot,
+        cancel_requested=cancel,
+    )  # fmt: skip
+
+
+def encode_images(images: Images | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (images or {}).items():
+        if isinstance(value, list):
+            out[key] = [base64.b64encode(v).decode() for v in value]
+        else:
+            out[key] = base64.b64encode(value).decode()
+    return out
+
+
+def decode_images(data: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        out[key] = [base64.b64decode(v) for v in value] if isinstance(value, list) else (
+            base64.b64decode(value))  # fmt: skip
+    return out
+
+
+def workers(conn: Any, lost_after: float) -> list[dict[str, Any]]:
+    """Every registered worker, newest first: ``live`` while its heartbeat is recent."""
+    rows = conn.execute(
+        "SELECT id, host, pid, models, any_model, slots, EXTRACT(EPOCH FROM heartbeat), "
+        "EXTRACT(EPOCH FROM now() - heartbeat), EXTRACT(EPOCH FROM started) "
+        "FROM sdcpp_workers ORDER BY started DESC, id"
+    ).fetchall()
+    out = []
+    for id_, host, pid, models, any_model, slots, beat, age, started in rows:
+        live = float(age) < lost_after
+        busy = [s for s in slots if s.get("current_job")]
+        out.append({
+            "id": id_, "host": host, "pid": pid, "models": models, "any": any_model,
+            "state": ("busy" if busy else "idle") if live else "lost",
+            "current_job": busy[0]["current_job"] if busy and live else None,
+            "current_jobs": [s["current_job"] for s in busy] if live else [],
+            "last_heartbeat": float(beat), "heartbeat_age": round(float(age), 3),
+            "started": float(started), "slots": slots,
+        })  # fmt: skip
+    return out
+
+
+class PgStore:
+    """Jobs, outputs and workers for one API node; one connection per thread (``pool``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def conn(self) -> Iterator[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self.url)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        try:
+            yield conn
+        except Exception:
+            if conn.broken:
+                self._local.conn = None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, job: Job, images: Images | None, model_name: str, queue: str,
+               client: str) -> Job:  # fmt: skip
+        from psycopg.types.json import Jsonb
+
+        with self.conn() as c:
+            row = c.execute(
+                "INSERT INTO sdcpp_jobs (id, kind, model, model_name, queue, params, load, "
+                "inputs, created, client) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING seq",
+                (job.id, job.kind, job.model, model_name, queue, Jsonb(job.params),
+                 Jsonb(job.load), Jsonb(encode_images(images)), job.created, client),
+            ).fetchone()  # fmt: skip
+        job.seq = int(row[0])
+        return job
+
+    def set_pjob(self, job_id: str, pjob: int) -> None:
+        with self.conn() as c:
+            c.execute("UPDATE sdcpp_jobs SET pjob = %s WHERE id = %s", (pjob, job_id))
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self.conn() as c:
+            c.execute(
+                f"UPDATE sdcpp_jobs SET state = 'failed', error = %s, finished = {NOW}, "
+                "inputs = NULL WHERE id = %s AND state = 'queued'",
+                (Jsonb(error), job_id),
+            )
+
+    def get(self, job_id: str) -> Job | None:
+        with self.conn() as c:
+            row = c.execute(
+                f"SELECT {JOB_COLUMNS} FROM sdcpp_jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+        return to_job(row) if row else None
+
+    def live_row(self, job_id: str) -> tuple[str, str, Any, bytes | None, int, int] | None:
+        """(state, client, progress, preview, preview_step, pjob) of a job."""
+        with self.conn() as c:
+            row = c.execute(
+                "SELECT state, client, progress, preview, preview_step, pjob FROM sdcpp_jobs "
+                "WHERE id = %s",
+                (job_id,),
+            ).fetchone()
+        return (row[0], row[1], row[2], row[3], row[4], row[5]) if row else None
+
+    def position(self, job_id: str) -> int | None:
+        with self.conn() as c:
+            row = c.execute(
+                "SELECT j.state, (SELECT count(*) FROM sdcpp_jobs q WHERE q.state = 'queued' "
+                "AND q.queue = j.queue AND q.seq < j.seq) FROM sdcpp_jobs j WHERE j.id = %s",
+                (job_id,),
+            ).fetchone()
+        return int(row[1]) if row and row[0] == "queued" else None
+
+    def active(self, state: str, client: str = "") -> list[Job]:
+        """Queued or running jobs (of ``client`` when given), oldest first."""
+        sql = f"SELECT {JOB_COLUMNS} FROM sdcpp_jobs WHERE state = %s"
+        args: tuple[Any, ...] = (state,)
+        if client:
+            sql, args = sql + " AND client = %s", (state, client)
+        with self.conn() as c:
+            rows = c.execute(sql + " ORDER BY coalesce(started, 0), seq", args).fetchall()
+        return [to_job(r) for r in rows]
+
+    def count(self, state: str) -> int:
+        with self.conn() as c:
+            row = c.execute("SELECT count(*) FROM sdcpp_jobs WHERE state = %s", (state,))
+            return int(row.fetchone()[0])
+
+    def list_jobs(self, state: str | None = None, limit: int = 50,
+                  offset: int = 0) -> tuple[list[Job], int]:  # fmt: skip
+        where, args = ("WHERE state = %s", [state]) if state else ("", [])
+        order = "seq ASC" if state in ("queued", "running") else "seq DESC"
+        with self.conn() as c:
+            total = int(c.execute(f"SELECT count(*) FROM sdcpp_jobs {where}", args).fetchone()[0])
+            rows = c.execute(
+                f"SELECT {JOB_COLUMNS} FROM sdcpp_jobs {where} ORDER BY {order} LIMIT %s OFFSET %s",
+                [*args, limit, offset],
+            ).fetchall()
+        return [to_job(r) for r in rows], total
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a queued job at once, or ask the worker of a running one to abort it
+        (procrastinate's abort: the worker hears it over LISTEN/NOTIFY)."""
+        from procrastinate import sql
+
+        queued = self.cancel_queued(job_id)
+        with self.conn() as c:
+            row = c.execute("SELECT pjob FROM sdcpp_jobs WHERE id = %s", (job_id,)).fetchone()
+            if row and row[0] is not None:
+                c.execute(sql.queries["cancel_job"],
+                          {"job_id": row[0], "abort": True, "delete_job": False})  # fmt: skip
+            if queued:
+                c.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps(
+                    {"id": job_id, "event": "cancelled", "data": {}})))  # fmt: skip
+
+    def cancel_queued(self, job_id: str) -> bool:
+        """A queued job → cancelled at once; False when it is not queued (any more)."""
+        with self.conn() as c:
+            row = c.execute(
+                f"UPDATE sdcpp_jobs SET state = 'cancelled', cancel_requested = true, "
+                f"finished = {NOW}, inputs = NULL, error = %s WHERE id = %s AND state = 'queued' "
+                "RETURNING id",
+                ('{"type": "Cancelled", "message": "cancelled"}', job_id),
+            ).fetchone()
+            if row is None:
+                c.execute("UPDATE sdcpp_jobs SET cancel_requested = true WHERE id = %s "
+                          "AND state = 'running'", (job_id,))  # fmt: skip
+        return row is not None
+
+    def delete(self, job_id: str) -> Job | None:
+        states = tuple(FINISHED)
+        with self.conn() as c:
+            row = c.execute(
+                f"DELETE FROM sdcpp_jobs WHERE id = %s AND state = ANY(%s) RETURNING {JOB_COLUMNS}",
+                (job_id, list(states)),
+            ).fetchone()
+        return to_job(row) if row else None
+
+    def prune(self, finished_before: float) -> list[Job]:
+        with self.conn() as c:
+            rows = c.execute(
+                f"DELETE FROM sdcpp_jobs WHERE state = ANY(%s) AND finished < %s "
+                f"RETURNING {JOB_COLUMNS}",
+                (list(FINISHED), finished_before),
+            ).fetchall()
+        return [to_job(r) for r in rows]
+
+    def finished_oldest_first(self) -> list[Job]:
+        with self.conn() as c:
+            rows = c.execute(
+                f"SELECT {JOB_COLUMNS} FROM sdcpp_jobs WHERE state = ANY(%s) ORDER BY finished",
+                (list(FINISHED),),
+            ).fetchall()
+        return [to_job(r) for r in rows]
+
+    # -- outputs and workers --------------------------------------------------------------------
+
+    def output(self, name: str) -> bytes | None:
+        with self.conn() as c:
+            row = c.execute("SELECT data FROM sdcpp_outputs WHERE name = %s", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def outputs_bytes(self) -> int:
+        with self.conn() as c:
+            row = c.execute("SELECT coalesce(sum(size), 0) FROM sdcpp_outputs").fetchone()
+        return int(row[0])
+
+    def job_bytes(self, job_id: str) -> int:
+        with self.conn() as c:
+            row = c.execute("SELECT coalesce(sum(size), 0) FROM sdcpp_outputs WHERE job_id = %s",
+                            (job_id,)).fetchone()  # fmt: skip
+        return int(row[0])
+
+    def workers(self, lost_after: float) -> list[dict[str, Any]]:
+        with self.conn() as c:
+            return workers(c, lost_after)
+
+    def engine_info(self) -> dict[str, Any]:
+        with self.conn() as c:
+            row = c.execute("SELECT info FROM sdcpp_workers WHERE info <> '{}'::jsonb "
+                            "ORDER BY heartbeat DESC LIMIT 1").fetchone()  # fmt: skip
+        return dict(row[0]) if row else {}
