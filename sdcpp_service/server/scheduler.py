@@ -10,22 +10,21 @@ bounded reordering towards warm models, never starvation.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sdcpp_service.engine.base import PIPELINE_KINDS, engine_job
 from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
-from sdcpp_service.server.jobs import FINISHED, Images, Job
+from sdcpp_service.server.jobs import Images, Job
 from sdcpp_service.server.live import OUTPUT_URL, Event, Live, progress_data, terminal_event
 from sdcpp_service.server.pool import Assignment, Pool, Slot
 from sdcpp_service.server.store import JobStore
+from sdcpp_service.server.watch import Watchers
 from sdcpp_service.server.worker import Worker, error_data
-from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.server")
 
@@ -33,7 +32,7 @@ log = logging.getLogger("sdcpp_service.server")
 HEARTBEAT_SECONDS = 15.0
 
 
-class Scheduler:
+class Scheduler(Watchers):
     def __init__(
         self,
         store: JobStore,
@@ -68,11 +67,6 @@ class Scheduler:
         self._stopping = False
 
     # -- what the routes read ---------------------------------------------------------------
-
-    @property
-    def worker(self) -> Worker:
-        """The first worker (the only one with ``--workers 1``)."""
-        return self.pool.slots[0].worker
 
     @property
     def current(self) -> Live | None:
@@ -154,12 +148,6 @@ class Scheduler:
         self.live[live.job.id] = live
         self._wake.set()
 
-    def position(self, job_id: str) -> int | None:
-        for i, live in enumerate(self.queue):
-            if live.job.id == job_id:
-                return i
-        return None
-
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job (removed) or a running one (its worker, and only it, is
         stopped)."""
@@ -187,56 +175,6 @@ class Scheduler:
         for job_id in ids:
             self.cancel(job_id)
         return ids
-
-    # -- watching ---------------------------------------------------------------------------
-
-    def _emit(self, live: Live, event: Event) -> None:
-        for queue in list(live.subscribers):
-            queue.put_nowait(event)
-
-    def _announce_positions(self) -> None:
-        for i, live in enumerate(self.queue):
-            if live.subscribers:
-                self._emit(live, ("queued", {"id": live.job.id, "position": i}))
-
-    async def events(self, job_id: str) -> AsyncIterator[Event]:
-        """A job's events from now on, starting with its current state; ends when it does."""
-        live = self.live.get(job_id)
-        if live is None:
-            job = self.store.get(job_id)
-            if job is None:
-                raise NotFound(f"no job '{job_id}'")
-            if job.finished_state:
-                yield terminal_event(job)
-                return
-            raise NotFound(f"job '{job_id}' is not being run by this server")
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        live.subscribers.add(queue)
-        try:
-            position = self.position(job_id)
-            if position is not None:
-                yield "queued", {"id": job_id, "position": position}
-            else:
-                yield "started", {"id": job_id, "attempt": live.job.attempts}
-                if live.progress is not None:
-                    yield "progress", progress_data(job_id, live.progress)
-            while True:
-                event = await queue.get()
-                yield event
-                if event[0] in FINISHED:
-                    return
-        finally:
-            live.subscribers.discard(queue)
-
-    async def wait(self, job_id: str) -> Job:
-        live = self.live.get(job_id)
-        if live is not None:
-            await live.done.wait()
-            return live.job
-        job = self.store.get(job_id)
-        if job is None:
-            raise NotFound(f"no job '{job_id}'")
-        return job
 
     # -- running ----------------------------------------------------------------------------
 
@@ -331,28 +269,6 @@ class Scheduler:
             self.job_seconds = 0.7 * self.job_seconds + 0.3 * (time.perf_counter() - t0)
             self._finish(live, "completed", result=reply)
 
-    def _progress(self, live: Live, p: Progress) -> None:
-        live.progress = p
-        data = progress_data(live.job.id, p)
-        self._emit(live, ("progress", data))
-        now = time.monotonic()
-        if now - live.saved >= 1.0 or p.step == p.total:  # the store: about once a second
-            live.saved = now
-            try:
-                self.store.progress(live.job.id, data)
-            except Exception as exc:
-                log.error("progress of %s: %s", live.job.id, exc)
-
-    def _preview(self, live: Live, p: Progress, png: bytes) -> None:
-        live.preview, live.preview_step = png, p.step
-        data = {
-            "id": live.job.id,
-            "step": p.step,
-            "total": p.total,
-            "image": "data:image/png;base64," + base64.b64encode(png).decode(),
-        }
-        self._emit(live, ("preview", data))
-
     def _finish(
         self,
         live: Live,
@@ -370,7 +286,7 @@ class Scheduler:
             except Exception as exc:  # housekeeping must never fail a job or the loop
                 log.error("after job %s: %s", live.job.id, exc)
 
-    # -- model load/unload requests (see server/warming.py) -------------------------------------
+    # -- model load/unload requests (server/warming.py waits here for a worker) -------------------------------------
 
     async def acquire(self, pick: Callable[[], Slot | None], busy: str) -> Slot:
         """Wait for the worker ``pick`` chooses (it returns None while none will do)."""
@@ -381,16 +297,6 @@ class Scheduler:
                 return slot
             self._freed.clear()
             await self._freed.wait()
-
-    async def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
-        from sdcpp_service.server.warming import load_model
-
-        return await load_model(self, model, load)
-
-    async def unload(self) -> None:
-        from sdcpp_service.server.warming import unload_models
-
-        await unload_models(self)
 
 
 __all__ = ["OUTPUT_URL", "Event", "Live", "Scheduler", "progress_data", "terminal_event"]

@@ -18,7 +18,7 @@ from typing import Any
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import Engine
 from sdcpp_service.errors import Cancelled, InvalidRequest
-from sdcpp_service.server import a1111_options, fields, models
+from sdcpp_service.server import a1111_options, fields, models, warming
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
@@ -84,7 +84,9 @@ class Service(PoolStatus):
 
         async def preload(name: str) -> None:
             try:
-                await self.scheduler.load(str(self.resolve_model(name, "preload").path), {})
+                await warming.load_model(
+                    self.scheduler, str(self.resolve_model(name, "preload").path), {}
+                )
             except Exception as exc:
                 log.error("preloading %s: %s", name, exc)
 

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from sdcpp_service.server import warming
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.live import Event, Live
 from sdcpp_service.server.pool import Pool
@@ -63,10 +64,10 @@ class PoolStatus:
 
     async def load_model(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
         """Warm ``model`` on a worker (see :meth:`Scheduler.load`)."""
-        return await self.scheduler.load(model, dict(load))
+        return await warming.load_model(self.scheduler, model, dict(load))
 
     async def unload_models(self) -> None:
-        await self.scheduler.unload()
+        await warming.unload_models(self.scheduler)
 
     def running(self) -> list[Live]:
         """The running jobs, the first started first."""

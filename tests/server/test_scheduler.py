@@ -80,14 +80,14 @@ def test_kill_worker_fails_job_and_recovers(tmp_path: Path) -> None:
         await s.submit(nxt)
         while s.current is None or s.current.progress is None:
             await asyncio.sleep(0.02)
-        pid = s.worker.pid
+        pid = s.pool.slots[0].worker.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         failed = await s.wait(slow.id)
         assert failed.state == "failed" and failed.error is not None
         assert failed.error["type"] == "WorkerDied"
         assert (await s.wait(nxt.id)).state == "completed"
-        assert s.worker.pid != pid
+        assert s.pool.slots[0].worker.pid != pid
 
     run_with(tmp_path, body)
 
