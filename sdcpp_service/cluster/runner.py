@@ -287,7 +287,7 @@ class Runner:
             async with self.db.connection() as conn, conn.transaction():
                 cur = await conn.execute(
                     f"UPDATE sdcpp_jobs SET state = %s, result = %s, error = %s, "
-                    f"finished = {NOW}, inputs = NULL, owner = '', slot = NULL WHERE id = %s AND "
+                    f"finished = {NOW}, inputs = NULL, slot = NULL WHERE id = %s AND "
                     "attempts = %s AND owner = %s AND state = 'running' RETURNING id",
                     (state, json.dumps(result) if result is not None else None,
                      json.dumps(error) if error is not None else None, job.id, job.attempts,

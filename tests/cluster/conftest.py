@@ -188,3 +188,34 @@ def cluster(pg_url: str, tmp_path: Path, fake_models: Path) -> Iterator[Cluster]
         yield c
     finally:
         c.close()
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    import json
+
+    out = []
+    for block in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def row(url: str, job_id: str) -> dict[str, Any]:
+    """The job's stored row (who ran it, how many attempts)."""
+    with psycopg.connect(url) as conn:
+        r = conn.execute(
+            "SELECT owner, attempts, state, error FROM sdcpp_jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+    assert r is not None
+    return {"owner": r[0], "attempts": r[1], "state": r[2], "error": r[3]}
+
+
+def wait_for(check: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} after {timeout} s")

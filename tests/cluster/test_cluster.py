@@ -1,0 +1,200 @@
+"""The cluster on the fake engine (fast): placement, refusal, lost workers, late results,
+cancel, events across API nodes, restarts, 30 jobs exactly once, retention. The same paths on
+the real engine: tests/cluster/test_cluster_engine.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psycopg
+
+from tests.cluster.conftest import Cluster, row, sse_events, wait_for
+
+JOB = {"prompt": "a fox", "width": 64, "height": 64}
+
+
+def submit(api, model: str, steps: int = 3, **extra):  # type: ignore[no-untyped-def]
+    r = api.post("/api/v1/jobs", json={**JOB, "model": model, "steps": steps, **extra})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def test_placement_by_model_refusal_and_any(cluster: Cluster) -> None:
+    cluster.worker("alpha", name="wa")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    refused = api.post("/api/v1/jobs", json={**JOB, "model": "beta", "steps": 2})
+    assert refused.status_code == 503
+    message = refused.json()["error"]["message"]
+    assert "no live worker serves model 'beta'" in message and "\n" not in message
+    a1111 = api.post("/sdapi/v1/txt2img", json={**JOB, "prompt": "x", "steps": 2,
+                                                 "override_settings": {"sd_model_checkpoint": "beta"}})  # fmt: skip
+    assert a1111.status_code in (503, 422) or a1111.json().get("images")
+    cluster.worker("beta", name="wb")
+    cluster.worker(any_model=True, name="wany")
+    cluster.wait_workers(api, 3)
+    jobs = {submit(api, m): m for m in ("alpha", "beta", "alpha", "beta")}
+    for job_id, model in jobs.items():
+        assert cluster.wait_job(api, job_id, ("completed", "failed"))["status"] == "completed"
+        assert row(cluster.url, job_id)["owner"] == {"alpha": "wa", "beta": "wb"}[model]
+    listed = {w["id"]: w for w in api.get("/api/v1/workers").json()["workers"]}
+    assert set(listed) == {"wa", "wb", "wany"}
+    assert listed["wa"]["models"] == ["alpha"] and listed["wany"]["any"] is True
+    assert all(w["host"] and w["last_heartbeat"] > 0 and w["state"] == "idle"
+               for w in listed.values())  # fmt: skip
+    # with beta's worker gone, beta jobs go to the --any worker
+    os.kill(cluster.procs[1].pid, signal.SIGKILL)
+    wait_for(lambda: api.get("/api/v1/workers").json()["workers"][1]["state"] == "lost"
+             or any(w["id"] == "wb" and w["state"] == "lost"
+                    for w in api.get("/api/v1/workers").json()["workers"]), 30, "lost worker")  # fmt: skip
+    job_id = submit(api, "beta")
+    assert cluster.wait_job(api, job_id, ("completed",))["status"] == "completed"
+    assert row(cluster.url, job_id)["owner"] == "wany"
+
+
+def test_killed_worker_job_reruns_once_then_worker_lost(cluster: Cluster) -> None:
+    for name in ("k0", "k1", "k2"):
+        cluster.worker("alpha", step=0.25, name=name)
+    api = cluster.node()
+    cluster.wait_workers(api, 3)
+    by_name = {f"k{i}": p for i, p in enumerate(cluster.procs)}
+    job_id = submit(api, "alpha", steps=40)
+    first = wait_for(lambda: row(cluster.url, job_id)["owner"], 30, "first claim")
+    by_name[first].send_signal(signal.SIGKILL)
+    second = wait_for(lambda: (r := row(cluster.url, job_id))["attempts"] == 2
+                      and r["state"] == "running" and r["owner"], 30, "re-run")  # fmt: skip
+    assert second != first
+    by_name[second].send_signal(signal.SIGKILL)
+    view = cluster.wait_job(api, job_id, ("failed", "completed"), 30)
+    assert view["status"] == "failed" and view["error"]["code"] == "worker_lost", view
+    assert view["attempts"] == 2
+    # the third worker is still there and takes new jobs
+    assert cluster.wait_job(api, submit(api, "alpha"), ("completed",))["status"] == "completed"
+
+
+def test_late_result_of_a_lost_claim_is_discarded(cluster: Cluster) -> None:
+    cluster.worker("alpha", step=0.1, name="s0")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    job_id = submit(api, "alpha", steps=30)
+    wait_for(lambda: row(cluster.url, job_id)["state"] == "running", 30, "running")
+    frozen = cluster.procs[0]
+    frozen.send_signal(signal.SIGSTOP)  # its heartbeats stop; its engine runs on
+    try:
+        wait_for(lambda: row(cluster.url, job_id)["state"] == "queued", 30, "re-queue")
+        cluster.worker("alpha", step=0.01, name="s1")
+        done = cluster.wait_job(api, job_id, ("completed", "failed"), 60)
+        assert done["status"] == "completed"
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    time.sleep(3.5)  # the frozen worker's own run has finished and tried to store its result
+    after = row(cluster.url, job_id)
+    assert after == {"owner": "s1", "attempts": 2, "state": "completed", "error": None}
+    with psycopg.connect(cluster.url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM sdcpp_outputs WHERE job_id = %s",
+                                (job_id,)).fetchone()  # fmt: skip
+    assert count == 1
+    frozen.send_signal(signal.SIGTERM)
+    frozen.wait(15)
+    assert b"result of attempt 1 discarded" in frozen.stderr.read()
+
+
+def test_cancel_from_another_api_node_stops_the_job(cluster: Cluster) -> None:
+    cluster.worker("alpha", step=0.2, name="c0")
+    a, b = cluster.node("api-a"), cluster.node("api-b")
+    cluster.wait_workers(a, 1)
+    running, queued = submit(a, "alpha", steps=150), submit(a, "alpha", steps=2)
+    wait_for(lambda: a.get(f"/api/v1/jobs/{running}").json()["progress"], 30, "progress")
+    t0 = time.monotonic()
+    assert b.post(f"/api/v1/jobs/{queued}/cancel").json()["status"] == "cancelled"
+    b.post(f"/api/v1/jobs/{running}/cancel")
+    view = cluster.wait_job(a, running, ("cancelled", "completed", "failed"), 10)
+    took = time.monotonic() - t0
+    assert view["status"] == "cancelled"
+    print(f"cancel across API nodes: {took * 1000:.0f} ms")
+    wait_for(lambda: a.get("/api/v1/workers").json()["workers"][0]["state"] == "idle", 10,
+             "idle worker")  # fmt: skip
+    # the worker's engine was stopped and restarted: the next job runs
+    assert cluster.wait_job(a, submit(b, "alpha"), ("completed",), 30)["status"] == "completed"
+
+
+def test_events_outputs_and_progress_on_every_node(cluster: Cluster) -> None:
+    cluster.worker("alpha", step=0.05, name="e0")
+    a, b = cluster.node("api-a"), cluster.node("api-b")
+    cluster.wait_workers(a, 1)
+    job_id = submit(a, "alpha", steps=12, preview="proj", seed=5)
+    wait_for(lambda: b.get("/sdapi/v1/progress").json()["progress"] > 0, 30, "A1111 progress")
+    with b.stream("GET", f"/api/v1/jobs/{job_id}/events") as r:
+        events = sse_events(r.read().decode())
+    kinds = [k for k, _ in events]
+    assert kinds[0] in ("started", "progress") and kinds[-1] == "completed", kinds
+    steps = [d["step"] for k, d in events if k == "progress"]
+    assert steps == sorted(steps) and steps[-1] == 12
+    assert any(k == "preview" and d["image"].startswith("data:image/png") for k, d in events)
+    late = sse_events(a.get(f"/api/v1/jobs/{job_id}/events").text)
+    assert late == [events[-1]]
+    va, vb = a.get(f"/api/v1/jobs/{job_id}").json(), b.get(f"/api/v1/jobs/{job_id}").json()
+    assert va["outputs"] == vb["outputs"] and va["seeds"] == [5]
+    url = va["outputs"][0]["url"]
+    assert a.get(url).content == b.get(url).content and a.get(url).content[:4] == b"\x89PNG"
+    assert b.get("/sdapi/v1/progress").json()["progress"] == 0
+    listing = b.get("/api/v1/jobs").json()
+    assert listing["total"] == 1 and listing["jobs"][0]["id"] == job_id
+
+
+def test_api_node_restart_loses_nothing(cluster: Cluster) -> None:
+    cluster.worker("alpha", step=0.1, name="r0")
+    api = cluster.node("api")
+    cluster.wait_workers(api, 1)
+    ids = [submit(api, "alpha", steps=10) for _ in range(3)]
+    wait_for(lambda: row(cluster.url, ids[0])["state"] == "running", 30, "running")
+    cluster.clients.remove(api)
+    api.__exit__(None, None, None)  # the API node goes away mid-job, two jobs queued
+    again = cluster.node("api")
+    for job_id in ids:
+        assert cluster.wait_job(again, job_id, ("completed", "failed"))["status"] == "completed"
+
+
+def test_thirty_mixed_jobs_complete_exactly_once(cluster: Cluster) -> None:
+    cluster.worker("alpha", step=0.01, name="m0")
+    cluster.worker("beta", step=0.01, name="m1")
+    cluster.worker("alpha", any_model=True, step=0.01, name="m2")
+    api = cluster.node()
+    cluster.wait_workers(api, 3)
+    ids = [submit(api, ("alpha", "beta")[i % 2], steps=2, seed=i) for i in range(30)]
+    views = [cluster.wait_job(api, i, ("completed", "failed", "cancelled")) for i in ids]
+    assert [v["status"] for v in views] == ["completed"] * 30
+    assert [v["seeds"] for v in views] == [[i] for i in range(30)]
+    with psycopg.connect(cluster.url) as conn:
+        attempts = conn.execute("SELECT attempts, count(*) FROM sdcpp_jobs GROUP BY 1").fetchall()
+        outputs = conn.execute("SELECT count(*) FROM sdcpp_outputs").fetchone()
+        pjobs = conn.execute("SELECT status, count(*) FROM procrastinate_jobs GROUP BY 1")
+        assert attempts == [(1, 30)] and outputs == (30,)
+        assert pjobs.fetchall() == [("succeeded", 30)]
+    owners = {row(cluster.url, i)["owner"] for i in ids}
+    assert {"m0", "m1"} <= owners
+
+
+def test_retention_removes_jobs_and_their_outputs(cluster: Cluster) -> None:
+    cluster.worker("alpha", name="t0")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    first = submit(api, "alpha")
+    view = cluster.wait_job(api, first, ("completed",))
+    assert api.delete(f"/api/v1/jobs/{first}").json() == {"deleted": first}
+    assert api.get(view["outputs"][0]["url"]).status_code == 404
+    ids = [submit(api, "alpha", seed=i) for i in range(3)]
+    for job_id in ids:
+        cluster.wait_job(api, job_id, ("completed",))
+    node = api.app.state.service  # type: ignore[attr-defined]
+    node.options = type(node.options)(**{**node.options.__dict__, "keep_outputs_gb": 1e-9})
+    removed = node.cap_outputs(keep=ids[-1])
+    assert removed == ids[:-1]
+    assert api.get("/api/v1/jobs").json()["total"] == 1
+    node.options = type(node.options)(**{**node.options.__dict__, "keep_jobs_hours": 1e-9})
+    time.sleep(0.01)
+    assert node.prune() == [ids[-1]]
+    with psycopg.connect(cluster.url) as conn:
+        assert conn.execute("SELECT count(*) FROM sdcpp_outputs").fetchone() == (0,)
