@@ -37,6 +37,7 @@ BLOCK = re.compile(r"```(bash|python)\n(.*?)```", re.S)
 RUN = (
     'sdcpp pull sd-turbo',
     'sdcpp generate "a lighthouse at dawn" -m sd-turbo -o lighthouse.png',
+    'sdcpp --version',
     'sdcpp info',
     'sdcpp info --json',
     'sdcpp backend list',
@@ -81,7 +82,11 @@ def _strip(part: str) -> str:
 def parse(args: list[str]) -> None:
     """Parse ``args`` as the real CLI would, down to the leaf command, without running it."""
     cmd: click.Command = typer.main.get_command(app)
-    ctx = cmd.make_context("sdcpp", list(args))
+    try:
+        ctx = cmd.make_context("sdcpp", list(args))
+    except typer.Exit as done:  # an eager option (--version) answered and exited
+        assert done.exit_code == 0
+        return
     while isinstance(cmd, click.Group):
         rest = [*ctx.protected_args, *ctx.args]
         name, sub, rest = cmd.resolve_command(ctx, rest)

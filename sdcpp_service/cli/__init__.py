@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -54,14 +54,45 @@ def build(only: str | None = None) -> typer.Typer:
             group.add_typer(obj, name=name)
         else:
             group.command(name, help=help_text)(obj)
-    if only is not None:
-        # A group of one command would collapse into that command; a callback keeps
-        # `sdcpp NAME …` the usage line.
-        group.callback(help=HELP)(_group)
+    # The callback carries --version; it also keeps a group of one command (``only``) from
+    # collapsing into that command, so `sdcpp NAME …` stays the usage line.
+    group.callback(help=HELP)(_group)
     return group
 
 
-def _group() -> None:
+def version_line() -> str:
+    """``sdcpp-service 0.1.0 (stable-diffusion-cpp-python 0.4.7, stable-diffusion.cpp …)``,
+    from package metadata: the engine is not loaded."""
+    from importlib import metadata
+
+    from sdcpp_service._version import VENDORED_ENGINE, __version__
+
+    try:
+        bindings = metadata.version("stable-diffusion-cpp-python")
+    except metadata.PackageNotFoundError:
+        return f"sdcpp-service {__version__} (stable-diffusion-cpp-python not installed)"
+    engine = VENDORED_ENGINE.get(bindings)
+    tail = f", stable-diffusion.cpp {engine[0]}" if engine else ""
+    return f"sdcpp-service {__version__} (stable-diffusion-cpp-python {bindings}{tail})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the package, bindings and engine versions and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
     pass
 
 

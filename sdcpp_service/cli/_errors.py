@@ -45,6 +45,23 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: Exit status when the reader of stdout went away (``sdcpp … | head``): a process killed by
+#: SIGPIPE reports 128 + 13, as ``yes | head`` does.
+CLOSED_PIPE = 141
+
+
+def closed_pipe() -> typer.Exit:
+    """stdout's reader is gone: point stdout at /dev/null (so the interpreter's last flush
+    cannot fail again) and end quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return typer.Exit(CLOSED_PIPE)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Decorator for commands: known errors become one line; others too unless SDCPP_DEBUG."""
 
@@ -54,6 +71,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            raise closed_pipe() from None
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
             raise typer.Exit(130) from None

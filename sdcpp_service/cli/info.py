@@ -60,7 +60,13 @@ def info(
     lines = [
         f"sdcpp-service     {data['version']}",
         f"bindings          stable-diffusion-cpp-python {data['bindings_version']}",
-        f"engine            {data['engine_version']} (commit {data['engine_commit']})",
+        f"engine            {data['engine_version']} (commit {data['engine_commit']}"
+        + (
+            ""
+            if data.get("engine_source") in (None, "library")
+            else f", from the {data['engine_source']}"
+        )
+        + ")",
         f"backend           {data['backend']} (compiled in: {', '.join(data['backends'])})",
         *device_lines(data),
         f"cpu features      {' '.join(simd) or '-'}",

@@ -26,10 +26,59 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _bind(host: str, port: int) -> None:
+    """Bind (host, port) as uvicorn will (SO_REUSEADDR), then let go; OSError if it cannot."""
+    import socket
+
+    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line and before anything starts, a port that cannot be listened on,
+    naming a free one to use instead."""
+    import errno
+    import socket
+
+    if not 0 <= port <= 65535:  # 0: the system picks a free one
+        raise fail(f"--port {port} is not a TCP port; use one from 1 to 65535, e.g. --port 7860")
+    try:
+        _bind(host, port)
+    except socket.gaierror as exc:
+        raise fail(
+            f"--host {host}: cannot resolve it ({exc.strerror}); try --host 127.0.0.1"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        start = port + 1 if exc.errno == errno.EADDRINUSE else 7860
+        free = next((p for p in range(start, min(start + 50, 65536)) if _free(host, p)), None)
+        why = "is in use" if exc.errno == errno.EADDRINUSE else "needs more privileges"
+        hint = f"; try --port {free}" if free else "; pick another --port"
+        raise fail(f"cannot listen on {host}:{port}: the port {why}{hint}") from None
+
+
+def _free(host: str, port: int) -> bool:
+    try:
+        _bind(host, port)
+    except OSError:
+        return False
+    return True
+
+
+def auth_shown(cred: str) -> str:
+    """``--api-auth`` as typed, the password hidden: ``alice``, ``alice:``, ``alice:…``."""
+    user, sep, password = cred.partition(":")
+    return user + sep + ("…" if password else "")
+
+
 @handle_errors
 def serve(
     host: Annotated[str, Opt("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, Opt("--port", help="Port to listen on.")] = 7860,
+    port: Annotated[int, Opt("--port", help="Port to listen on (0: any free one).")] = 7860,
     models: Annotated[
         list[Path] | None, Opt("--models", help="Model folder (repeatable; adds to SDCPP_MODELS).")
     ] = None,
@@ -120,7 +169,10 @@ def serve(
     for cred in creds:
         user, sep, password = cred.partition(":")
         if not sep or not user or not password:
-            raise fail(f"--api-auth '{cred.partition(':')[0]}:…' must be user:password")
+            missing = "a ':'" if not sep else ("a user" if not user else "a password")
+            raise fail(
+                f"--api-auth '{auth_shown(cred)}' must be user:password ({missing} is missing)"
+            )
     if not is_loopback(host) and not (keys or creds) and not insecure:
         raise fail(
             f"refusing to serve on {host} without credentials: add --api-key KEY "
@@ -130,6 +182,7 @@ def serve(
         raise fail("--max-queue must be between 1 and 100000")
     if not 1 <= workers <= 64:
         raise fail("--workers must be between 1 and 64")
+    check_port(host, port)
     preloads = [name.strip() for name in (preload or "").split(",") if name.strip()]
     if len(preloads) > workers:
         raise fail(

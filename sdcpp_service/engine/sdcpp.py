@@ -57,10 +57,16 @@ def system_info() -> dict[str, Any]:
     compiled = compiled_backends(so_path)
     devices = list_devices(lib._lib)
     used = engine_device(devices, engine_vk_device())
+    from sdcpp_service._version import engine_identity
+
+    version = bindings_version()
     return {
-        "bindings_version": bindings_version(),
-        "engine_version": lib.sd_version().decode("utf-8", "replace"),
-        "engine_commit": lib.sd_commit().decode("utf-8", "replace"),
+        "bindings_version": version,
+        **engine_identity(
+            lib.sd_version().decode("utf-8", "replace"),
+            lib.sd_commit().decode("utf-8", "replace"),
+            version,
+        ),
         "system_info": raw,
         "features": features,
         "backends": compiled,

@@ -31,6 +31,49 @@ def test_rejects_malformed_basic_credentials() -> None:
     assert result.exit_code == 2 and "user:password" in result.output
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [("alice", "'alice' must be user:password (a ':' is missing)"),
+     ("alice:", "'alice:' must be user:password (a password is missing)"),
+     (":s3cret", "':…' must be user:password (a user is missing)")],
+)  # fmt: skip
+def test_api_auth_error_shows_what_was_typed_but_no_password(typed: str, shown: str) -> None:
+    result = CliRunner().invoke(app, ["serve", "--api-auth", typed])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: --api-auth {shown}\n"
+
+
+def test_port_out_of_range_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["serve", "--port", "99999"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --port 99999 is not a TCP port; use one from 1 to 65535, e.g. --port 7860\n"
+    )
+
+
+def test_port_in_use_is_one_line_naming_a_free_port() -> None:
+    """A real `sdcpp serve` process on a taken port: one line, no banner, no traceback."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "sdcpp_service", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: the port is in use")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    suggested = int(proc.stderr.rsplit("--port ", 1)[1])
+    assert suggested != port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", suggested))  # it was free
+
+
 def test_rejects_unknown_preload(tmp_path: object) -> None:
     result = CliRunner().invoke(
         app,
@@ -52,7 +95,7 @@ def test_keep_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(app_module, "create_app", fake_create_app)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
-    args = ["serve", "--models", str(tmp_path), "--data-dir", str(tmp_path)]
+    args = ["serve", "--models", str(tmp_path), "--data-dir", str(tmp_path), "--port", "0"]
     assert CliRunner().invoke(app, [*args, "--keep-jobs", "2.5"]).exit_code == 0
     assert CliRunner().invoke(app, args).exit_code == 0
     assert CliRunner().invoke(app, [*args, "--keep-outputs-gb", "20"]).exit_code == 0
@@ -79,6 +122,7 @@ def test_pool_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("a", "b"):
         write_safetensors(models / f"{name}.safetensors", sd1)
     args = ["serve", "--models", str(tmp_path / "models"), "--data-dir", str(tmp_path)]
+    args += ["--port", "0"]  # 7860 may be taken on this machine
     ok = CliRunner().invoke(
         app, [*args, "--workers", "2", "--preload", "a, b", "--max-memory", "3"]
     )
