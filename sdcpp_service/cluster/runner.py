@@ -255,9 +255,10 @@ class Runner:
                     png),
             )  # fmt: skip
         except asyncio.CancelledError:  # an API node cancelled it (procrastinate's abort)
+            pid = slot.worker.pid
             slot.worker.kill()
             slot.forget()
-            await asyncio.shield(self.finish(job, "cancelled", error=CANCELLED))
+            await asyncio.shield(self._cancelled(job, slot, pid))
             raise
         except (Cancelled, WorkerDied) as exc:
             slot.forget()
@@ -273,6 +274,14 @@ class Runner:
             slot.sync(slot.worker.engine_state)
             slot.jobs += 1
             await self.finish(job, "completed", result=reply)
+
+    async def _cancelled(self, job: Job, slot: Slot, pid: int | None) -> None:
+        """Once the killed engine process is gone (the slot's next job gets a fresh one)."""
+        for _ in range(200):
+            if slot.worker.pid != pid:  # reaped (and maybe restarted already)
+                break
+            await asyncio.sleep(0.05)
+        await self.finish(job, "cancelled", error=CANCELLED)
 
     async def finish(self, job: Job, state: str, result: dict[str, Any] | None = None,
                      error: dict[str, Any] | None = None) -> bool:  # fmt: skip

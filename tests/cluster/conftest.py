@@ -54,6 +54,16 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_server: str) -> Iterator[str]:
     """A fresh, empty database for this test (dropped after)."""
+    yield from fresh_database(pg_server)
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database for this test module (dropped after)."""
+    yield from fresh_database(pg_server)
+
+
+def fresh_database(pg_server: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
