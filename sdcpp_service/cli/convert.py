@@ -69,7 +69,14 @@ def summary(r: ConvertResult) -> str:
     return line
 
 
+def warn(p: Plan) -> None:
+    """The plan's likely mistakes, one ``warning:`` line each on stderr."""
+    for text in p.warnings:
+        typer.echo(f"warning: {text}", err=True)
+
+
 def print_plan(p: Plan, as_json: bool, output: str) -> None:
+    warn(p)
     if as_json:
         typer.echo(json.dumps({**p.to_dict(), "output": output}))
         return
@@ -222,6 +229,7 @@ def convert(
             defaults=not no_defaults,
             progress=bar,
         )
+    warn(result.plan)
     typer.echo(json.dumps(result.to_dict()) if as_json else summary(result))
 
 
@@ -246,6 +254,7 @@ def _convert_all(
         elif isinstance(r, Skipped):
             typer.echo(f"{Path(r.source).name}: {r.status}: {r.reason}")
         else:
+            warn(r.plan)
             typer.echo(summary(r))
         failed += isinstance(r, Skipped) and r.status == "failed"
 

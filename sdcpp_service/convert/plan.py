@@ -154,6 +154,9 @@ class Plan:
     output_bytes: int
     notes: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: likely mistakes, said on stderr (a ``--rule`` that matches no tensor, an output that is
+    #: no smaller than its input)
+    warnings: tuple[str, ...] = ()
 
     @property
     def source_bytes(self) -> int:
@@ -188,6 +191,7 @@ class Plan:
             "tensors": [{**asdict(t), "shape": list(t.shape)} for t in self.tensors],
             "dropped": list(self.dropped),
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
             **dict(self.meta),
         }
 
@@ -276,6 +280,12 @@ def make_plan(
                 reason,
             )
         )
+    warnings = [
+        f"rule {i} '{rule.spec()}' matches no tensor of this file (names look like "
+        f"{', '.join(t.name for t in kept[:2])}); check the pattern"
+        for i, (rule, rx, _) in enumerate(compiled, 1)
+        if rule.origin == "user" and kept and not any(rx.search(t.name) for t in kept)
+    ]
     return Plan(
         qtype=target.name,
         rules=tuple(rules),
@@ -284,4 +294,5 @@ def make_plan(
         output_bytes=_gguf_size(rows),
         notes=tuple(notes),
         meta=dict(meta or {}),
+        warnings=tuple(warnings),
     )

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 # Detection (sdcpp_service.models) and the sidecar code are imported where used: `convert`
 # starts the engine process first, so it loads the engine while this one reads headers.
 
+#: An output at least this fraction of its input is "no smaller" (a header's worth of bytes
+#: either way is not a conversion anyone wants): the plan warns.
+NOT_SMALLER = 0.98
 #: Free space kept beyond the projected output size.
 DISK_SLACK = 16 * 1024 * 1024
 #: Load-option slots the verify step can put a component in (the model's own kind → slot).
@@ -92,6 +95,7 @@ class ConvertResult:
             "engine_seconds": round(self.engine_seconds, 3),
             "peak_rss": self.peak_rss,
             "verified": dict(self.verified) if self.verified is not None else None,
+            "warnings": list(self.plan.warnings),
             "metadata": dict(self.metadata),
         }
 
@@ -122,7 +126,7 @@ def build_plan(
             f"the source is already quantized ({', '.join(lossy)}): precision lost there is not restored"
         )
     info = source.info
-    return make_plan(
+    plan = make_plan(
         source.tensors,
         target.name,
         table,
@@ -130,6 +134,21 @@ def build_plan(
         notes,
         {"source": str(source.path), "kind": info.kind, "arch": info.arch, "slot": source.slot},
     )
+    if source.size and plan.output_bytes >= NOT_SMALLER * source.size:
+        from dataclasses import replace
+
+        from sdcpp_service.convert.meta import fmt_bytes
+
+        held = ", ".join(sorted(src_types)) or "?"
+        hint = (f"{target.name} does not shrink this file; a smaller --type (q8_0, q4_k, …) does"
+                if not target.quantized else
+                f"the rules keep its tensors as they are; --rule '.={target.name}' forces "
+                f"{target.name}")  # fmt: skip
+        ratio = plan.output_bytes / source.size
+        plan = replace(plan, warnings=(*plan.warnings, (
+            f"the output ({fmt_bytes(plan.output_bytes)}, {ratio:.2f}×) is no smaller than the "
+            f"input ({fmt_bytes(source.size)}, {held}): {hint}")))  # fmt: skip
+    return plan
 
 
 def plan_conversion(

@@ -214,3 +214,24 @@ def test_the_convert_bar_starts_at_the_first_update() -> None:
     with Bar(enabled=False) as off:
         off(ConvertProgress("converting", 3, 10, 300, 1000, 0.5))
         assert off.progress is None
+
+
+def test_warns_on_a_rule_that_matches_nothing_and_an_output_no_smaller(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """Issue 12 item 9: a conversion that does not do what was asked says so (and still runs)."""
+    r = run(tmp_path, str(kit.path("taesd")), "-o", str(tmp_path), "--type", "q8_0",
+            "--rule", "no_such_tensor=q4_0", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, r.stderr
+    assert warnings[0].startswith("warning: rule 1 'no_such_tensor=q4_0' matches no tensor")
+    assert "is no smaller than the input" in warnings[1]
+    done = json.loads(r.stdout)
+    assert done["warnings"] == [w.removeprefix("warning: ") for w in warnings]
+    assert done["output_bytes"] >= 0.98 * kit.path("taesd").stat().st_size  # what was warned
+    matched = run(tmp_path, str(kit.path("taesd")), "-o", str(tmp_path / "f16.gguf"), "--type",
+                  "f16", "--rule", "decoder=f16")  # fmt: skip
+    assert matched.returncode == 0 and "matches no tensor" not in matched.stderr, matched.stderr
+    smaller = run(tmp_path, str(kit.path("sdxs")), "--type", "q8_0", "--plan")  # 0.5× of f16
+    assert smaller.returncode == 0 and "warning" not in smaller.stderr, smaller.stderr
