@@ -27,6 +27,7 @@ from sdcpp_service.cli._options import (
 )
 from sdcpp_service.cli._progress import Bar
 from sdcpp_service.cli._pull import PullOpt, ensure_model
+from sdcpp_service.errors import MissingComponent
 
 Opt = typer.Option
 
@@ -101,7 +102,11 @@ def run(
     from sdcpp_service.engine.pipeline import Pipeline
 
     slot = load.pop("slot", None)
-    load = {k: v for k, v in load.items() if v not in (None, False, "", 0)}
+    load = {
+        k: v
+        for k, v in load.items()
+        if v not in (None, False, "", 0) or (k == "t5xxl" and v is False)  # False: without it
+    }
     with interruptible(), stdout_to_stderr(), Pipeline.load(model, slot=slot, **load) as pipe:
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()
@@ -208,6 +213,14 @@ def generate(
     clip_g: Annotated[Path | None, Opt("--clip-g")] = None,
     t5xxl: Annotated[Path | None, Opt("--t5xxl")] = None,
     llm: Annotated[Path | None, Opt("--llm", help="LLM text encoder (Qwen, Mistral…).")] = None,
+    no_t5: Annotated[
+        bool,
+        Opt(
+            "--no-t5",
+            help="Run Flux/SD3 without T5-XXL (its context is zeros: less memory and time, "
+            "prompts followed less closely).",
+        ),
+    ] = False,
     diffusion_model: Annotated[
         bool, Opt("--diffusion-model", help="Load MODEL in the diffusion_model (DiT) slot.")
     ] = False,
@@ -265,7 +278,7 @@ def generate(
         "taesd": taesd,
         "clip_l": clip_l,
         "clip_g": clip_g,
-        "t5xxl": t5xxl,
+        "t5xxl": False if no_t5 else t5xxl,
         "llm": llm,
         "control_net": control_net,
         **engine_switches(threads, offload, flash_attn, mmap, clip_on_cpu, vae_on_cpu),
@@ -303,6 +316,10 @@ def generate(
         from sdcpp_service.styles import apply_styles
 
         prompt, params["negative_prompt"] = apply_styles(prompt, negative, style)
+    if no_t5 and t5xxl is not None:
+        from sdcpp_service.errors import InvalidRequest
+
+        raise InvalidRequest("t5xxl", "--no-t5 and --t5xxl contradict each other; give one")
     from sdcpp_service import rules
 
     params = {k: v for k, v in params.items() if v is not None}
@@ -310,6 +327,13 @@ def generate(
     rules.check_limits(params)
     check_output(output, int(params.get("batch") or 1), force)
     ensure_model(model, pull)
-    if fit:
-        apply_fit(model, prompt, load, params, max_memory)
-    run(prompt, model, output, force, as_json, load, params)
+    try:
+        if fit:
+            apply_fit(model, prompt, load, params, max_memory)
+        run(prompt, model, output, force, as_json, load, params)
+    except MissingComponent as exc:
+        if exc.kind != "t5xxl":
+            raise
+        raise MissingComponent(
+            exc.path, exc.kind, f"{exc.reason}; or add --no-t5 to run without it", exc.looked_for
+        ) from None

@@ -67,3 +67,28 @@ def test_plan_into_a_closed_pipe_ends_quietly(kit: Kit, tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == 141
     assert b"sdxs" in first
     assert err == ""
+
+
+@pytest.mark.engine
+def test_no_t5_runs_flux_without_its_t5(kit: Kit, tmp_path: Path) -> None:
+    """`--no-t5`: Flux (and SD3) run with T5's context zeroed, as `t5xxl=False` does in the
+    library; without it, a missing T5 is one line that names the switch."""
+    import os
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in kit.files("flux").values():
+        os.symlink(path, models / path.name)
+    args = ["generate", "a fox", "-m", "flux_tiny_dit", "-W", "16", "-H", "16", "--steps", "1"]
+    missing = runner.invoke(app, [*args, "-o", "a.png"])
+    assert missing.exit_code == 4
+    assert missing.stderr.count("\n") == 1 and "needs a t5xxl" in missing.stderr
+    assert missing.stderr.rstrip().endswith("or add --no-t5 to run without it")
+    ok = runner.invoke(app, [*args, "--no-t5", "-o", "a.png", "--json"])
+    assert ok.exit_code == 0, ok.output
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.png") as image:
+        assert image.size == (16, 16) and "Model: flux_tiny_dit" in image.info["parameters"]
+    both = runner.invoke(app, [*args, "--no-t5", "--t5xxl", "t5.safetensors"])
+    assert both.exit_code == 2 and "contradict" in both.stderr
