@@ -76,14 +76,16 @@ class FakeEngine:
             return self._upscale(job, progress)
         self.load(job.model, job.load)
         p = job.params
-        width, height = int(p.get("width", 512)), int(p.get("height", 512))
-        steps, batch = int(p.get("steps", 20)), int(p.get("batch", 1))
+        width, height = p.width or 512, p.height or 512
+        steps, batch = p.steps or 20, (p.batch if isinstance(job, ImageJob) else None) or 1
         for name, value in (("width", width), ("height", height)):
             if value % 8:
                 raise InvalidRequest(name, f"{value} is not a multiple of 8 for this model")
         if job.prompt.startswith("fail:"):
             raise EngineError(f"generation failed: {job.prompt[5:].strip()}")
-        preview, every = str(p.get("preview") or "none"), int(p.get("preview_interval") or 1)
+        preview, every = "none", 1
+        if isinstance(job, ImageJob):
+            preview, every = job.params.preview or "none", job.params.preview_interval or 1
         if preview not in PREVIEW_MODES:
             raise InvalidRequest("preview", f"unknown preview mode '{preview}'")
         t0 = time.perf_counter()
@@ -96,7 +98,7 @@ class FakeEngine:
                 small = Image.new("RGB", (max(1, width // 8), max(1, height // 8)), shade)
                 progress(Progress(step, steps, elapsed, eta, "preview", small))
             progress(Progress(step, steps, elapsed, eta))
-        seed = _seed(p.get("seed"))
+        seed = _seed(p.seed)
         if isinstance(job, VideoJob):
             return self._video(job, seed, steps, time.perf_counter() - t0)
         return self._images(job, seed, steps, batch, (width, height), t0)
@@ -107,28 +109,28 @@ class FakeEngine:
         p = job.params
         width, height = size
         seeds = [seed + i for i in range(batch)]
-        if p.get("hires"):  # the second pass's size, as the engine would
-            scale = float(p.get("hires_scale", 2.0))
-            width = int(p.get("hires_width") or width * scale)
-            height = int(p.get("hires_height") or height * scale)
+        if p.hires:  # the second pass's size, as the engine would
+            scale = p.hires_scale or 2.0
+            width = int(p.hires_width or width * scale)
+            height = int(p.hires_height or height * scale)
         images = []
         for s in seeds:
             colour = (s * 37 % 256, s * 91 % 256, s * 13 % 256)
             image = Image.new("RGB", (width, height), colour)
             fields = {"Steps": steps, "Sampler": "Euler", "Seed": s, "Size": f"{width}x{height}"}
-            negative = str(p.get("negative_prompt", ""))
+            negative = p.negative_prompt or ""
             image.info["parameters"] = infotext(job.prompt, negative, fields)
             image.info["sdcpp"] = {"seed": s, "model": job.model}
             images.append(image)
         total = time.perf_counter() - t0
-        params = {**p, "prompt": job.prompt, "loras": [list(x) for x in job.loras]}
+        params = {**p.given(), "prompt": job.prompt, "loras": [list(x) for x in job.loras]}
         params.update(sampler="euler", scheduler="discrete", seed=seed, seeds=seeds)
         return JobOutput(images, seeds, params, {"engine": total, "total": total})
 
     def _video(self, job: VideoJob, seed: int, steps: int, seconds: float) -> JobOutput:
         p = job.params
-        width, height = int(p.get("width", 64)), int(p.get("height", 64))
-        count, fps = int(p.get("frames", 5)), float(p.get("fps", 16.0))
+        width, height = p.width or 64, p.height or 64
+        count, fps = p.frames or 5, p.fps or 16.0
         rules.check_frames(count)
         frames = [
             Image.new("RGB", (width, height), (seed * 37 % 256, 16 * i % 256, 0))
@@ -136,7 +138,7 @@ class FakeEngine:
         ]
         fields = {"Steps": steps, "Seed": seed, "Size": f"{width}x{height}", "Frames": count}
         frames[0].info["parameters"] = infotext(job.prompt, "", fields)
-        params = {**p, "prompt": job.prompt, "format": job.format}
+        params = {**p.given(), "prompt": job.prompt, "format": job.format}
         params.update(seed=seed, fps=fps, frames=count)
         timings = {"engine": seconds, "total": seconds}
         return JobOutput(frames, [seed], params, timings, fps=fps)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from PIL import Image
 
 from sdcpp_service import rules
 from sdcpp_service.errors import InvalidRequest
-from sdcpp_service.types import GenerateRequest, ProgressCallback, VideoRequest
+from sdcpp_service.types import ProgressCallback
 
 #: Job kinds and the inputs each one needs (checked at submission, before queueing).
 JOB_KINDS: dict[str, tuple[str, ...]] = {
@@ -45,41 +45,127 @@ IMAGE_FIELDS = (
 IMAGE_LISTS = ("ref_images", "control_frames")
 
 Images = dict[str, "bytes | list[bytes]"]
+#: The image-generation modes (each takes the images :data:`JOB_KINDS` names).
+ImageKind = Literal["txt2img", "img2img", "inpaint", "controlnet", "edit"]
 
-_IMAGE_PARAMS = {f.name for f in dataclass_fields(GenerateRequest)} - {"prompt", "loras"}
-_VIDEO_PARAMS = {f.name for f in dataclass_fields(VideoRequest)} - {"prompt", "loras"}
+
+class _Given:
+    def given(self) -> dict[str, Any]:
+        """The fields that are set (None: the model's or the engine's default)."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)  # type: ignore[arg-type]
+                if getattr(self, f.name) is not None}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageParams(_Given):
+    """The settings of an image job: the fields of :data:`sdcpp_service.rules.GENERATION`
+    (bounds and choices there), typed; None leaves a field to the model's default
+    (:class:`~sdcpp_service.types.GenerateRequest` documents each)."""
+
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    image_cfg_scale: float | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    seed: int | None = None
+    batch: int | None = None
+    clip_skip: int | None = None
+    eta: float | None = None
+    flow_shift: float | None = None
+    strength: float | None = None
+    control_strength: float | None = None
+    canny: bool | None = None
+    vae_tiling: bool | None = None
+    cache_mode: str | None = None
+    hires: bool | None = None
+    hires_upscaler: str | None = None
+    hires_model: str | None = None
+    hires_scale: float | None = None
+    hires_width: int | None = None
+    hires_height: int | None = None
+    hires_steps: int | None = None
+    hires_denoise: float | None = None
+    preview: str | None = None
+    preview_interval: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageInputs(_Given):
+    """The encoded images of an image job (decoded in the worker, with the pixel limit)."""
+
+    init_image: bytes | None = None
+    mask: bytes | None = None
+    control_image: bytes | None = None
+    ref_images: tuple[bytes, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VideoParams(_Given):
+    """The settings of a video job: the :class:`~sdcpp_service.types.VideoRequest` fields a
+    request may set (bounds in :mod:`sdcpp_service.rules`), typed; None: the model's default."""
+
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    fps: float | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    seed: int | None = None
+    clip_skip: int | None = None
+    eta: float | None = None
+    flow_shift: float | None = None
+    vace_strength: float | None = None
+    high_noise_steps: int | None = None
+    high_noise_cfg_scale: float | None = None
+    high_noise_sampler: str | None = None
+    moe_boundary: float | None = None
+    vae_tiling: bool | None = None
+    cache_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoInputs(_Given):
+    """The encoded images of a video job: first and last frame, VACE control frames."""
+
+    init_image: bytes | None = None
+    end_image: bytes | None = None
+    control_frames: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """txt2img, img2img, inpaint, controlnet or edit: ``params`` are
-    :class:`~sdcpp_service.types.GenerateRequest` fields, ``images`` encoded images (decoded in
-    the worker, with the pixel limit)."""
+    """txt2img, img2img, inpaint, controlnet or edit: typed settings and encoded images."""
 
     id: str
-    kind: str
+    kind: ImageKind
     model: str
     load: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
     loras: tuple[tuple[str, float], ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
-    images: Images = field(default_factory=dict)
+    params: ImageParams = ImageParams()
+    images: ImageInputs = ImageInputs()
 
 
 @dataclass(frozen=True)
 class VideoJob:
-    """A video: ``params`` are :class:`~sdcpp_service.types.VideoRequest` fields; ``format``
-    the container the worker writes."""
+    """A video (Wan): typed settings and images; ``format`` the container the worker writes."""
 
     id: str
     model: str
     load: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
     loras: tuple[tuple[str, float], ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
-    images: Images = field(default_factory=dict)
+    params: VideoParams = VideoParams()
+    images: VideoInputs = VideoInputs()
     format: str = "mp4"
-    kind: str = "video"
+    kind: Literal["video"] = "video"
 
 
 @dataclass(frozen=True)
@@ -92,18 +178,23 @@ class UpscaleJob:
     scale: float | None = None
     tile: int = 128
     upscaler: str = ""
-    kind: str = "upscale"
+    kind: Literal["upscale"] = "upscale"
 
 
 EngineJob = ImageJob | VideoJob | UpscaleJob
+_T = TypeVar("_T")
 
 
 def engine_job(
     job_id: str, kind: str, model: str, load: dict[str, Any], params: dict[str, Any]
 ) -> EngineJob:
-    """A stored job (plain fields, images as bytes) as the typed job its kind takes."""
-    values = dict(params)
-    images: Images = {k: values.pop(k) for k in IMAGE_FIELDS if values.get(k) is not None}
+    """A stored job (plain fields, images as bytes) as the typed job its kind takes; a field the
+    kind does not take is ``InvalidRequest`` naming it."""
+    values = {k: v for k, v in params.items() if v is not None}
+    images = {k: values.pop(k) for k in IMAGE_FIELDS if k in values}
+    for name in IMAGE_LISTS:
+        if name in images:
+            images[name] = tuple(images[name])
     prompt = str(values.pop("prompt", ""))
     loras = tuple((str(n), float(w)) for n, w in values.pop("loras", None) or [])
     if kind == "upscale":
@@ -121,18 +212,30 @@ def engine_job(
         )
     if kind == "video":
         fmt = str(values.pop("format", "mp4"))
-        _known(values, _VIDEO_PARAMS)
-        return VideoJob(job_id, model, dict(load), prompt, loras, values, images, fmt)
-    if kind not in JOB_KINDS:
+        return VideoJob(job_id, model, dict(load), prompt, loras, _typed(VideoParams, values),
+                        _typed(VideoInputs, images), fmt)  # fmt: skip
+    if kind not in JOB_KINDS or kind == "upscale":
         raise InvalidRequest("kind", f"must be one of {', '.join(JOB_KINDS)}")
-    _known(values, _IMAGE_PARAMS)
-    return ImageJob(job_id, kind, model, dict(load), prompt, loras, values, images)
+    image_kind = cast(ImageKind, kind)
+    return ImageJob(job_id, image_kind, model, dict(load), prompt, loras,
+                    _typed(ImageParams, values), _typed(ImageInputs, images))  # fmt: skip
 
 
-def _known(values: dict[str, Any], names: set[str]) -> None:
+def _typed(cls: type[_T], values: dict[str, Any]) -> _T:
+    """``cls(**values)``, coerced to each field's type; an unknown field names itself."""
+    names = {f.name for f in dataclass_fields(cls)}  # type: ignore[arg-type]
     for name in values:
         if name not in names:
             raise InvalidRequest(name, "not a parameter of this kind of job")
+    return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Stored JSON numbers as the rules' types (an int ``cfg_scale`` becomes a float)."""
+    rule = rules.GENERATION.get(name) or rules.KIND_FIELDS.get(name)
+    if rule is not None and rule.kind is float and isinstance(value, int) and not isinstance(value, bool):  # fmt: skip
+        return float(value)
+    return value
 
 
 @dataclass

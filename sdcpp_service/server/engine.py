@@ -153,14 +153,17 @@ class PipelineEngine:
         loras = list(job.loras)
         if isinstance(job, VideoJob):
             return self._video(job, loras, progress)
-        request = self.pipe.request(job.prompt, loras=loras, **job.params, **job.images)
+        request = self.pipe.request(
+            job.prompt, loras=loras, **job.params.given(), **job.images.given()
+        )
         result = self.pipe.run(request, progress)
         return JobOutput(result.images, list(result.seeds), result.params, result.timings)
 
     def _video(
         self, job: VideoJob, loras: list[tuple[str, float]], progress: ProgressCallback
     ) -> JobOutput:
-        request = self.pipe.video_request(job.prompt, loras=loras, **job.params, **job.images)
+        params, images = job.params.given(), job.images.given()
+        request = self.pipe.video_request(job.prompt, loras=loras, **params, **images)
         video = self.pipe.run_video(request, progress)
         used = {**video.params, "format": job.format, "fps": video.fps}
         used["frames"] = len(video.frames)

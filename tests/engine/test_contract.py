@@ -111,6 +111,42 @@ def test_typed_jobs_refuse_fields_of_another_kind() -> None:
     assert video.kind == "video" and getattr(video, "format", "") == "webm"
 
 
+def test_typed_params_are_the_rules_fields() -> None:
+    """ImageParams and VideoParams declare exactly the request fields (rules and requests), each
+    with the rule's type, so the typed jobs and every door cannot drift apart."""
+    import typing
+    from dataclasses import fields
+
+    from sdcpp_service import rules
+    from sdcpp_service.engine.base import ImageParams, VideoParams
+    from sdcpp_service.types import GenerateRequest, VideoRequest
+
+    image_fields = {f.name for f in fields(ImageParams)}
+    assert image_fields == set(rules.GENERATION) - {"prompt"}
+    images = {"init_image", "mask", "control_image", "ref_images", "end_image", "control_frames"}
+    assert image_fields == {f.name for f in fields(GenerateRequest)} - {"prompt", "loras"} - images
+    video_fields = {f.name for f in fields(VideoParams)}
+    assert video_fields == {f.name for f in fields(VideoRequest)} - {"prompt", "loras"} - images
+    for cls in (ImageParams, VideoParams):
+        hints = typing.get_type_hints(cls)
+        for name, hint in hints.items():
+            rule = rules.GENERATION.get(name) or rules.KIND_FIELDS.get(name)
+            if rule is not None:
+                assert typing.get_args(hint) == (rule.kind, type(None)), (cls, name, hint)
+
+
+def test_typed_jobs_carry_typed_values() -> None:
+    job = engine_job("t", "img2img", "m", {}, {"prompt": "p", "cfg_scale": 7, "width": 64,
+                                              "init_image": b"png", "ref_images": [b"a"]})  # fmt: skip
+    assert isinstance(job, ImageJob) and job.kind == "img2img"
+    assert job.params.cfg_scale == 7.0 and isinstance(job.params.cfg_scale, float)
+    assert job.params.steps is None and job.params.given() == {"cfg_scale": 7.0, "width": 64}
+    assert job.images.init_image == b"png" and job.images.ref_images == (b"a",)
+    with pytest.raises(InvalidRequest) as caught:
+        engine_job("t", "upscale_all", "m", {}, {"prompt": "p"})
+    assert caught.value.field == "kind"
+
+
 @pytest.mark.parametrize(
     "error",
     [
