@@ -164,6 +164,25 @@ def _bounds(rule: Rule) -> str:
     return f"≥ {rule.lo:g}" if rule.lo is not None else f"≤ {rule.hi:g}"
 
 
+def describe(rule: Rule) -> str:
+    """A rule as the CLI's help shows it: ``1–1000``, ``≥ 16``, ``none|proj|tae|vae``."""
+    if rule.choices:
+        return "|".join(rule.choices)
+    if rule.lo is not None and rule.hi is not None:
+        return f"{rule.lo:g}–{rule.hi:g}"
+    if rule.lo is not None or rule.hi is not None:
+        return _bounds(rule)
+    return ""
+
+
+def rule_of(name: str) -> Rule:
+    """The rule of a generation, upscale or video field."""
+    found = GENERATION.get(name) or KIND_FIELDS.get(name)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
 def coerce(name: str, value: Any, rule: Rule) -> Any:
     """``value`` as ``rule.kind`` within bounds and choices, or InvalidRequest naming ``name``."""
     if value is None:

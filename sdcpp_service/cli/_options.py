@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sdcpp_service import rules
+from sdcpp_service.errors import InvalidRequest
+
+
+def ruled(field: str, *flags: str, help: str = "") -> Any:
+    """A ``typer.Option`` for a request field whose help shows the bounds or choices declared in
+    :mod:`sdcpp_service.rules` and whose value is checked by the same rule as the server's
+    (``Invalid value for '--steps': must be between 1 and 1000, got 0``)."""
+    rule = rules.rule_of(field)
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return rules.coerce(field, value, rule)
+        except InvalidRequest as exc:
+            raise typer.BadParameter(exc.reason) from None
+
+    bounds = rules.describe(rule)
+    text = f"{help} [{bounds}]" if help and bounds else help or f"[{bounds}]"
+    return typer.Option(*flags, help=text, callback=check)
+
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Model file, or a name from `sdcpp models list`.")

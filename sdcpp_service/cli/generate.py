@@ -24,6 +24,7 @@ from sdcpp_service.cli._options import (
     VaeOnCpuOpt,
     VaeTilingOpt,
     engine_switches,
+    ruled,
 )
 from sdcpp_service.cli._progress import Bar
 from sdcpp_service.cli._pull import PullOpt, ensure_model
@@ -175,29 +176,44 @@ def generate(
         ),
     ] = None,
     negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
-    width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
-    height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,
-    steps: Annotated[
-        int | None, Opt("--steps", help="Sampling steps (default: suits the model).")
+    width: Annotated[int | None, ruled("width", "--width", "-W", help="Width in pixels.")] = None,
+    height: Annotated[
+        int | None, ruled("height", "--height", "-H", help="Height in pixels.")
     ] = None,
-    cfg: Annotated[float | None, Opt("--cfg", help="CFG scale (default: suits the model).")] = None,
-    guidance: Annotated[float | None, Opt("--guidance", help="Distilled guidance (Flux).")] = None,
-    seed: Annotated[int, Opt("--seed", "-s", help="Seed; -1 picks one.")] = -1,
+    steps: Annotated[
+        int | None, ruled("steps", "--steps", help="Sampling steps (default: suits the model).")
+    ] = None,
+    cfg: Annotated[
+        float | None, ruled("cfg_scale", "--cfg", help="CFG scale (default: suits the model).")
+    ] = None,
+    guidance: Annotated[
+        float | None, ruled("guidance", "--guidance", help="Distilled guidance (Flux).")
+    ] = None,
+    seed: Annotated[int, ruled("seed", "--seed", "-s", help="Seed; -1 picks one.")] = -1,
     sampler: Annotated[
         str | None, Opt("--sampler", help="e.g. euler_a, dpm++2m, 'Euler a'.")
     ] = None,
     scheduler: Annotated[str | None, Opt("--scheduler", help="e.g. karras, discrete.")] = None,
-    batch: Annotated[int, Opt("--batch", "-b", help="Images to make (seeds seed, seed+1…).")] = 1,
+    batch: Annotated[
+        int, ruled("batch", "--batch", "-b", help="Images to make (seeds seed, seed+1…).")
+    ] = 1,
     clip_skip: Annotated[
-        int, Opt("--clip-skip", help="CLIP layers to skip (-1: model default).")
+        int, ruled("clip_skip", "--clip-skip", help="CLIP layers to skip (-1: model default).")
     ] = -1,
-    eta: Annotated[float | None, Opt("--eta", help="Sampler noise multiplier.")] = None,
+    eta: Annotated[float | None, ruled("eta", "--eta", help="Sampler noise multiplier.")] = None,
     init_image: Annotated[Path | None, Opt("--init-image", "-i", help="img2img input.")] = None,
-    strength: Annotated[float, Opt("--strength", help="img2img denoising strength 0..1.")] = 0.75,
+    strength: Annotated[
+        float, ruled("strength", "--strength", help="img2img denoising strength.")
+    ] = 0.75,
     mask: Annotated[Path | None, Opt("--mask", help="Inpaint mask (white = repaint).")] = None,
     control_net: Annotated[Path | None, Opt("--control-net", help="ControlNet model file.")] = None,
     control_image: Annotated[Path | None, Opt("--control-image", help="Control image.")] = None,
-    control_strength: Annotated[float, Opt("--control-strength")] = 0.9,
+    control_strength: Annotated[
+        float,
+        ruled(
+            "control_strength", "--control-strength", help="How strongly the control image steers."
+        ),
+    ] = 0.9,
     canny: Annotated[bool, Opt("--canny", help="Canny-preprocess the control image.")] = False,
     ref_image: Annotated[
         list[Path] | None, Opt("--ref-image", help="Reference image (edit models).")
@@ -240,7 +256,9 @@ def generate(
     hires: Annotated[
         bool, Opt("--hires", help="Hires fix: a second pass at a larger size.")
     ] = False,
-    hires_scale: Annotated[float, Opt("--hires-scale", help="Hires target scale.")] = 2.0,
+    hires_scale: Annotated[
+        float, ruled("hires_scale", "--hires-scale", help="Hires target scale.")
+    ] = 2.0,
     hires_size: Annotated[
         str | None, Opt("--hires-size", help="Hires target WxH (overrides scale).")
     ] = None,
@@ -252,10 +270,10 @@ def generate(
         ),
     ] = "latent",
     hires_steps: Annotated[
-        int, Opt("--hires-steps", help="Second-pass steps (0: same as --steps).")
+        int, ruled("hires_steps", "--hires-steps", help="Second-pass steps (0: same as --steps).")
     ] = 0,
     hires_denoise: Annotated[
-        float, Opt("--hires-denoise", help="Second-pass denoising strength.")
+        float, ruled("hires_denoise", "--hires-denoise", help="Second-pass denoising strength.")
     ] = 0.7,
     style: Annotated[
         list[str] | None,

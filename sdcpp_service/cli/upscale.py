@@ -13,7 +13,7 @@ import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
 from sdcpp_service.cli._interrupt import interruptible, stdout_to_stderr
-from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt
+from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt, ruled
 from sdcpp_service.cli._pull import PullOpt, ensure_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -78,9 +78,11 @@ def upscale(
     ] = None,
     scale: Annotated[
         float | None,
-        typer.Option("--scale", "-s", help="Target scale (default: the model's own factor)."),
+        ruled("scale", "--scale", "-s", help="Target scale (default: the model's own factor)."),
     ] = None,
-    tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels (bounds memory).")] = 128,
+    tile: Annotated[
+        int, ruled("tile", "--tile", help="Tile size in pixels (bounds memory).")
+    ] = 128,
     threads: ThreadsOpt = 0,
     force: ForceOpt = False,
     as_json: JsonOpt = False,

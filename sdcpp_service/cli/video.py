@@ -24,6 +24,7 @@ from sdcpp_service.cli._options import (
     VaeOnCpuOpt,
     VaeTilingOpt,
     engine_switches,
+    ruled,
 )
 from sdcpp_service.cli._progress import Bar
 from sdcpp_service.cli._pull import PullOpt, ensure_model
@@ -103,10 +104,11 @@ def video(
         ),
     ] = None,
     frames: Annotated[
-        int | None, Opt("--frames", "-f", help="Frames, 4k+1 (default: suits the model, 33).")
+        int | None,
+        ruled("frames", "--frames", "-f", help="Frames, 4k+1 (default: suits the model, 33)."),
     ] = None,
     fps: Annotated[
-        float | None, Opt("--fps", help="Playback rate (default: 16; Wan2.2 TI2V 24).")
+        float | None, ruled("fps", "--fps", help="Playback rate (default: 16; Wan2.2 TI2V 24).")
     ] = None,
     init_image: Annotated[
         Path | None, Opt("--init-image", "-i", help="First frame (image-to-video).")
@@ -115,21 +117,31 @@ def video(
         Path | None, Opt("--end-image", help="Last frame (first-last-frame models).")
     ] = None,
     negative: Annotated[str, Opt("--negative", "-n", help="Negative prompt.")] = "",
-    width: Annotated[int | None, Opt("--width", "-W", help="Width in pixels.")] = None,
-    height: Annotated[int | None, Opt("--height", "-H", help="Height in pixels.")] = None,
-    steps: Annotated[int | None, Opt("--steps", help="Sampling steps (default: 20).")] = None,
-    cfg: Annotated[float | None, Opt("--cfg", help="CFG scale (default: suits the model).")] = None,
-    flow_shift: Annotated[
-        float | None, Opt("--flow-shift", help="Flow shift (default: the engine's; 3.0 is common).")
+    width: Annotated[int | None, ruled("width", "--width", "-W", help="Width in pixels.")] = None,
+    height: Annotated[
+        int | None, ruled("height", "--height", "-H", help="Height in pixels.")
     ] = None,
-    seed: Annotated[int, Opt("--seed", "-s", help="Seed; -1 picks one.")] = -1,
+    steps: Annotated[
+        int | None, ruled("steps", "--steps", help="Sampling steps (default: 20).")
+    ] = None,
+    cfg: Annotated[
+        float | None, ruled("cfg_scale", "--cfg", help="CFG scale (default: suits the model).")
+    ] = None,
+    flow_shift: Annotated[
+        float | None,
+        ruled(
+            "flow_shift", "--flow-shift", help="Flow shift (default: the engine's; 3.0 is common)."
+        ),
+    ] = None,
+    seed: Annotated[int, ruled("seed", "--seed", "-s", help="Seed; -1 picks one.")] = -1,
     sampler: Annotated[str | None, Opt("--sampler", help="e.g. euler, dpm++2m.")] = None,
     scheduler: Annotated[str | None, Opt("--scheduler", help="e.g. discrete, simple.")] = None,
     control_frames: Annotated[
         Path | None, Opt("--control-frames", help="Folder of control frames (VACE models).")
     ] = None,
     vace_strength: Annotated[
-        float | None, Opt("--vace-strength", help="How strongly control frames steer (VACE).")
+        float | None,
+        ruled("vace_strength", "--vace-strength", help="How strongly control frames steer (VACE)."),
     ] = None,
     high_noise_model: Annotated[
         Path | None,
