@@ -158,6 +158,8 @@ def mixed(args: Any) -> int:
     request = {"prompt": "a lighthouse at dawn", "width": args.size, "height": args.size}
     request.update(steps=args.steps, cfg_scale=args.cfg, seed=42)
     totals: dict[int, float] = {}
+    each: dict[int, list[float]] = {1: [], 2: []}
+    reloads: dict[int, int] = {}
     warm: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -173,12 +175,16 @@ def mixed(args: Any) -> int:
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
                     wait_ready(http, proc, 300)
                     _wait_idle(http, workers)
+                    before = _loads(http)
                     t0 = time.perf_counter()
                     for i in range(2 * args.runs):
                         name = (a, b)[i % 2].stem
                         body = {**request, "override_settings": {"sd_model_checkpoint": name}}
+                        t1 = time.perf_counter()
                         http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
+                        each[workers].append(time.perf_counter() - t1)
                     totals[workers] = time.perf_counter() - t0
+                    reloads[workers] = _loads(http) - before
                     if workers == 2:
                         warm = http.get("/api/v1/workers").json()["workers"]
             finally:
@@ -187,13 +193,20 @@ def mixed(args: Any) -> int:
     jobs = 2 * args.runs
     print(f"request: {args.size}x{args.size}, {args.steps} steps, {jobs} jobs A,B,A,B,…")
     print(f"A = {a.name}, B = {b.name}")
-    print(f"--workers 1: total {totals[1]:8.2f} s  ({totals[1] / jobs:.2f} s a job)")
-    print(f"--workers 2: total {totals[2]:8.2f} s  ({totals[2] / jobs:.2f} s a job)")
+    for n in (1, 2):
+        line = " ".join(f"{t:.2f}" for t in each[n])
+        print(f"--workers {n}: total {totals[n]:8.2f} s  ({totals[n] / jobs:.2f} s a job; "
+              f"{reloads[n]} model loads during the jobs; each: {line})")  # fmt: skip
     print(f"workers-2 / workers-1 = {totals[2] / totals[1]:.3f}  (target <= 0.6)")
     for w in warm:
         rss, model = w["resident_bytes"] / 1e6, w["model_bytes"] / 1e6
         print(f"worker {w['id']}: {w['model_name']}: RSS {rss:.0f} MB (model {model:.0f} MB)")
     return 0
+
+
+def _loads(http: httpx.Client) -> int:
+    """Models built so far by all workers together."""
+    return sum(int(w.get("loads") or 0) for w in http.get("/api/v1/workers").json()["workers"])
 
 
 def _wait_idle(http: httpx.Client, workers: int, timeout: float = 600) -> None:
