@@ -16,6 +16,7 @@
     │   └── WorkerDied              the engine process died mid-job (``exitcode``)
     ├── QueueError                  the cluster's PostgreSQL queue is unreachable or not set up
     ├── OutputExists                refusing to overwrite a file (``path``)
+    ├── StorageFull                 the disk holding the data (jobs, outputs) is full (``path``)
     ├── DoesNotFit                  a job's estimated memory exceeds the budget
     ├── ConvertError                conversion failed (``path``)
     └── BackendError                building the engine for a backend preset (``preset``)
@@ -165,6 +166,17 @@ class OutputExists(SdcppError):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(f"{path}: already exists; pass --force to overwrite")
+        self.path = str(path)
+
+
+class StorageFull(SdcppError):
+    """A write failed because the disk (or the quota) holding ``path`` is full."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(
+            f"no space left on the disk holding {path}: free some space there (or point "
+            "--data-dir at a larger disk); jobs run again as soon as there is room"
+        )
         self.path = str(path)
 
 

@@ -14,6 +14,8 @@
         ├── JobNotDone              409 (a cancelled job's result; deleting a live job)
         └── Timeout                 504 (a synchronous request waited too long)
 
+``StorageFull`` (and any write that failed for want of space) is 507 ``storage_full``.
+
 Dialects by path: ``/sdapi/…`` A1111 (FastAPI's ``detail`` shapes), ``/v1/…`` OpenAI
 (``{"error": {"message", "type", "param", "code"}}``), everything else native
 (``{"error": {"type", "message", "field", "fields"}}``). No handler ever returns a traceback.
@@ -29,7 +31,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sdcpp_service.errors import InvalidRequest, SdcppError
+from sdcpp_service.errors import InvalidRequest, SdcppError, StorageFull
+from sdcpp_service.server.storage import is_full
 
 log = logging.getLogger("sdcpp_service.server")
 
@@ -98,6 +101,7 @@ STATUS: tuple[tuple[str, int, str], ...] = (
     ("MissingComponent", 422, "missing_component"),
     ("ModelError", 422, "model_error"),
     ("DoesNotFit", 422, "does_not_fit"),
+    ("StorageFull", 507, "storage_full"),
     ("Cancelled", 409, "cancelled"),
     ("WorkerDied", 500, "worker_died"),
     ("EngineNotInstalled", 503, "engine_not_installed"),
@@ -133,6 +137,8 @@ def describe(exc: BaseException) -> tuple[int, str, str, str | None, dict[str, s
         return status, code, str(exc), field, errors
     if isinstance(exc, HTTPException):
         return exc.status_code, "http_error", str(exc.detail), None, {}
+    if is_full(exc):  # a write of the route itself (a converted copy, the options file)
+        return 507, "storage_full", str(StorageFull("the data dir")), None, {}
     log.exception("internal error", exc_info=exc)
     return 500, "server_error", f"internal error: {type(exc).__name__}", None, {}
 
@@ -185,6 +191,9 @@ def allowed(request: Request) -> str:
 
 async def handle(request: Request, exc: Exception) -> Response:
     status, body, headers = error_body(dialect(request.url.path), exc)
+    service = getattr(request.app.state, "service", None)
+    if status == 507 and service is not None:  # /health reports it until there is room
+        service.storage.failed(exc)
     if status == 405:
         headers["Allow"] = allowed(request)
     return JSONResponse(body, status_code=status, headers=headers)

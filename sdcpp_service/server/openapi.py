@@ -160,7 +160,7 @@ QUERIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/api/v1/jobs"): ("429", "507"),
     ("get", "/api/v1/jobs/{id}"): (),
-    ("delete", "/api/v1/jobs/{id}"): ("409",),
+    ("delete", "/api/v1/jobs/{id}"): ("409", "507"),
     ("post", "/api/v1/jobs/{id}/cancel"): ("202", "409"),
 }
 _SYNC = ("409", "429", "499", "504", "507")

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from sdcpp_service.engine.base import EngineJob, JobOutput, VideoJob
+from sdcpp_service.errors import StorageFull
 
 
 def rss(pid: int | None) -> int:
@@ -34,13 +35,27 @@ def rss(pid: int | None) -> int:
 
 
 def save_outputs(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, Any]:
+    """Write the job's files and describe them; on a full disk none of its files stay and
+    :class:`~sdcpp_service.errors.StorageFull` is raised."""
+    from sdcpp_service.server.storage import is_full
+
+    try:
+        if isinstance(job, VideoJob):
+            return save_video(result, job, outputs)
+        return save_images(result, job, outputs)
+    except Exception as exc:
+        remove_files(job_files(outputs).get(job.id, []))
+        if is_full(exc):
+            raise StorageFull(outputs) from exc
+        raise
+
+
+def save_images(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, Any]:
     """Write each image as ``<job id>-<n>.png`` (atomically, with infotext); describe them."""
     from sdcpp_service.engine.images import save_image
 
     names: list[str] = []
     infotexts: list[str] = []
-    if isinstance(job, VideoJob):
-        return save_video(result, job, outputs)
     for i, image in enumerate(result.images):
         name = f"{job.id}-{i}.png"
         text = str(image.info.get("parameters", ""))

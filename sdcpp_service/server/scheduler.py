@@ -17,12 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sdcpp_service.engine.base import PIPELINE_KINDS, engine_job
-from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
+from sdcpp_service.errors import Cancelled, SdcppError, StorageFull, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import Images, Job
 from sdcpp_service.server.live import OUTPUT_URL, Event, Live, progress_data, terminal_event
 from sdcpp_service.server.pool import Assignment, Pool, Slot
+from sdcpp_service.server.storage import Storage
 from sdcpp_service.server.store import JobStore
+from sdcpp_service.server.unsaved import Unsaved
 from sdcpp_service.server.watch import Watchers
 from sdcpp_service.server.worker import Worker, error_data
 
@@ -32,7 +34,7 @@ log = logging.getLogger("sdcpp_service.server")
 HEARTBEAT_SECONDS = 15.0
 
 
-class Scheduler(Watchers):
+class Scheduler(Unsaved, Watchers):
     def __init__(
         self,
         store: JobStore,
@@ -42,12 +44,15 @@ class Scheduler(Watchers):
         max_skips: int = 3,
         on_finish: Callable[[Job], None] | None = None,
         owner: str = "",
+        storage: Storage | None = None,
     ) -> None:
         #: this node's name in the store (who claimed a job, whose jobs to recover)
         self.owner = owner or socket.gethostname()
         #: called with each job once it is stored as finished (retention, …)
         self.on_finish = on_finish
         self.store = store
+        self.storage = storage or Storage()
+        self.unsaved: dict[str, Job] = {}
         self.pool = pool if isinstance(pool, Pool) else Pool([Slot(0, pool)], 0)
         self.max_queue = max_queue
         self.window = window
@@ -63,6 +68,7 @@ class Scheduler(Watchers):
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
         self._submitting = 0
         self._stopping = False
 
@@ -92,6 +98,7 @@ class Scheduler(Watchers):
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._heartbeat = loop.create_task(self._beat())
+        self._retry = loop.create_task(self.retry_storage())
 
     async def _beat(self) -> None:
         """Tell the store this node is alive (its running jobs' heartbeat) now and then."""
@@ -113,7 +120,7 @@ class Scheduler(Watchers):
             if not self._jobs:
                 break
             await asyncio.sleep(0.05)
-        for task in (self._task, self._heartbeat):
+        for task in (self._task, self._heartbeat, self._retry):
             if task is not None:
                 task.cancel()
                 try:
@@ -134,9 +141,14 @@ class Scheduler(Watchers):
             raise QueueFull(len(self.queue), self.retry_after())
         if job.kind in PIPELINE_KINDS:
             self.pool.check_fits(job.model, job.load)
+        if self.storage.full and not await asyncio.to_thread(self.storage.probe):
+            raise StorageFull(self.storage.path or "the job store")
         self._submitting += 1
         try:
             await asyncio.to_thread(self.store.submit, job, images)
+        except StorageFull as exc:
+            self.storage.failed(exc)
+            raise
         finally:
             self._submitting -= 1
         live = Live(job, client=client)
@@ -153,7 +165,7 @@ class Scheduler(Watchers):
         stopped)."""
         live = self.live.get(job_id)
         if live is None:  # not ours: its owner (another node) sees the request
-            job = self.store.get(job_id)
+            job = self.find(job_id)
             if job is None:
                 raise NotFound(f"no job '{job_id}'")
             if not job.finished_state:
@@ -227,7 +239,13 @@ class Scheduler(Watchers):
 
     async def _attempt(self, live: Live, slot: Slot) -> None:
         job = live.job
-        if not self.store.claim(job, self.owner, slot.index):  # taken or cancelled elsewhere
+        try:
+            claimed = await asyncio.to_thread(self.store.claim, job, self.owner, slot.index)
+        except Exception as exc:  # a full disk: this job fails, the queue goes on
+            self.store_failed(exc)
+            self._finish(live, "failed", error=error_data(exc))
+            return
+        if not claimed:  # taken or cancelled elsewhere
             self.live.pop(job.id, None)
             live.done.set()
             return
@@ -276,7 +294,19 @@ class Scheduler(Watchers):
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        self.store.finish(live.job, state, result=result, error=error)
+        try:
+            self.store.finish(live.job, state, result=result, error=error)
+        except Exception as exc:  # a full disk: keep it in memory, store it once there is room
+            self.store_failed(exc)
+            job = live.job
+            job.state, job.result, job.error = state, result, error
+            job.finished = job.finished or time.time()
+            self.unsaved[job.id] = job
+        else:
+            if state == "completed":
+                self.storage.ok()
+        if error is not None and error.get("type") == "StorageFull":
+            self.storage.failed(StorageFull(self.storage.path or "the outputs"))
         self._emit(live, terminal_event(live.job))
         self.live.pop(live.job.id, None)
         live.done.set()

@@ -17,7 +17,7 @@ from typing import Any
 
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import Engine
-from sdcpp_service.errors import Cancelled, InvalidRequest
+from sdcpp_service.errors import Cancelled, InvalidRequest, StorageFull
 from sdcpp_service.server import a1111_options, fields, models, warming
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
 from sdcpp_service.server.jobs import FINISHED, Job
@@ -27,6 +27,7 @@ from sdcpp_service.server.pool import GB, Pool, Slot
 from sdcpp_service.server.scheduler import Live, Scheduler
 from sdcpp_service.server.sqlite import SQLiteJobStore
 from sdcpp_service.server.status import PoolStatus
+from sdcpp_service.server.storage import Storage
 from sdcpp_service.server.worker import JobError, Worker
 
 log = logging.getLogger("sdcpp_service.server")
@@ -46,8 +47,13 @@ class Service(PoolStatus):
             options.worker_start_timeout,
             int(options.max_memory_gb * GB),
         )
+        self.storage = Storage(settings.data_dir)
         self.scheduler = Scheduler(
-            self.store, self.pool, max_queue=options.max_queue, on_finish=self._after_job
+            self.store,
+            self.pool,
+            max_queue=options.max_queue,
+            on_finish=self._after_job,
+            storage=self.storage,
         )
         self.hashes = models.HashCache(settings)
         self.started = time.time()
@@ -238,6 +244,10 @@ class Service(PoolStatus):
         job = self.job(job_id)  # 404 when unknown
         if job.state not in FINISHED:
             raise JobNotDone(f"job '{job_id}' is {job.state}: cancel it first")
+        if job_id in self.scheduler.unsaved:  # finished on a full disk: store it first
+            self.scheduler.save_unsaved()
+            if job_id in self.scheduler.unsaved:
+                raise StorageFull(self.settings.data_dir)
         deleted = self.store.delete(job_id)
         if deleted is None:  # deleted by another request meanwhile
             raise NotFound(f"no job '{job_id}'")
@@ -271,8 +281,7 @@ class Service(PoolStatus):
         return swept
 
     def job(self, job_id: str) -> Job:
-        live = self.scheduler.live.get(job_id)
-        job = live.job if live is not None else self.store.get(job_id)
+        job = self.scheduler.find(job_id)
         if job is None:
             raise NotFound(f"no job '{job_id}'")
         return job

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.engine.base import IMAGE_LISTS
+from sdcpp_service.errors import StorageFull
 from sdcpp_service.server.jobs import FINISHED, MAX_ATTEMPTS, Images, Job
+from sdcpp_service.server.storage import is_full
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -108,14 +110,23 @@ class SQLiteJobStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failed statement *or commit* rolls back (a commit that
+        fails on a full disk leaves SQLite's transaction open: without the rollback every
+        later write would fail too); a full disk raises :class:`StorageFull`."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if is_full(exc):
+                    raise StorageFull(self.path.parent) from exc
                 raise
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

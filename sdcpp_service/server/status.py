@@ -60,7 +60,13 @@ class PoolStatus:
     async def list_jobs(
         self, state: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[Job], int]:
-        return await asyncio.to_thread(self.store.list_jobs, state, limit, offset)
+        jobs, total = await asyncio.to_thread(self.store.list_jobs, state, limit, offset)
+        unsaved = self.scheduler.unsaved  # finished on a full disk, not stored yet
+        if unsaved:
+            jobs = [unsaved.get(j.id, j) for j in jobs]
+            if state is not None:
+                jobs = [j for j in jobs if j.state == state]
+        return jobs, total
 
     async def load_model(self, model: str, load: Mapping[str, Any]) -> dict[str, Any]:
         """Warm ``model`` on a worker (see :meth:`Scheduler.load`)."""

@@ -5,7 +5,9 @@ Shaped for more than one host sharing one store: a job is *claimed* by a node's 
 *request a cancel* (the owner sees it and stops the job); after a crash a node *recovers* only
 what *it* owned (a job left running is queued again once, then failed). The embedded default is
 SQLite (:class:`~sdcpp_service.server.sqlite.SQLiteJobStore`); a PostgreSQL store implements
-the same calls. Calls are short and blocking: async callers run them in a thread.
+the same calls. Calls are short and blocking: async callers run them in a thread. A write that
+fails for want of space raises :class:`~sdcpp_service.errors.StorageFull` and changes nothing
+(the caller keeps the job in memory and writes it again once there is room).
 """
 
 from __future__ import annotations

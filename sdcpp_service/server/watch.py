@@ -29,6 +29,9 @@ class Watchers:
     #: every queued or running job of this node, by id
     live: dict[str, Live]
 
+    def find(self, job_id: str) -> Job | None:
+        return self.store.get(job_id)
+
     def position(self, job_id: str) -> int | None:
         for i, live in enumerate(self.queue):
             if live.job.id == job_id:
@@ -50,7 +53,7 @@ class Watchers:
         """A job's events from now on, starting with its current state; ends when it does."""
         live = self.live.get(job_id)
         if live is None:
-            job = self.store.get(job_id)
+            job = self.find(job_id)
             if job is None:
                 raise NotFound(f"no job '{job_id}'")
             if job.finished_state:
@@ -80,7 +83,7 @@ class Watchers:
         if live is not None:
             await live.done.wait()
             return live.job
-        job = self.store.get(job_id)
+        job = self.find(job_id)
         if job is None:
             raise NotFound(f"no job '{job_id}'")
         return job

@@ -35,6 +35,17 @@ def service(request: Request) -> Service:
     return svc
 
 
+def may_see(request: Request, svc: Service) -> bool:
+    """Whether the request may see details on an open path (``/health``): always when the server
+    has no credentials, else only with valid ones."""
+    from sdcpp_service.server.security import authorized
+
+    keys, basic = svc.options.api_keys, svc.options.api_auth
+    if not keys and not basic:
+        return True
+    return authorized(request.headers.get("authorization", ""), keys, basic)
+
+
 def client_key(request: Request) -> str:
     """Who is asking: address and credentials (hashed), to tell one A1111 client's job from
     another's."""

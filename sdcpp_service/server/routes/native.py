@@ -18,7 +18,14 @@ from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
 from sdcpp_service.server.jobs import STATES, Job
 from sdcpp_service.server.options import LOAD_SLOTS, OPTIONAL_SLOTS
-from sdcpp_service.server.routes.common import MEDIA_TYPES, encode, json_body, memory, service
+from sdcpp_service.server.routes.common import (
+    MEDIA_TYPES,
+    encode,
+    json_body,
+    may_see,
+    memory,
+    service,
+)
 from sdcpp_service.server.scheduler import OUTPUT_URL, progress_data
 from sdcpp_service.server.service import Service, decode
 
@@ -269,19 +276,24 @@ async def refresh_models(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """Open to all; without credentials (when the server has some) counts only: no job ids,
+    no error texts, no paths. ``status`` is ``storage_full`` while the data dir's disk is."""
     svc = service(request)
+    detail = may_see(request, svc)
     running = [live.job.id for live in svc.running()]
-    return JSONResponse(
-        {
-            "status": "ok",
-            "worker": svc.worker_state(),
-            "worker_error": svc.worker_error(),
-            "workers": svc.worker_summary(),
-            "queued": svc.queued(),
-            "running": running[0] if running else None,
-            "running_jobs": running,
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "storage_full" if svc.storage.full else "ok",
+        "worker": svc.worker_state(),
+        "workers": svc.worker_summary(),
+        "queued": svc.queued(),
+        "running_count": len(running),
+        "storage": svc.storage.view(detail),
+    }
+    if detail:
+        body["worker_error"] = svc.worker_error()
+        body["running"] = running[0] if running else None
+        body["running_jobs"] = running
+    return JSONResponse(body)
 
 
 async def workers(request: Request) -> Response:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.errors import InvalidRequest, StorageFull
 from sdcpp_service.server import fields, models
 from sdcpp_service.server import prepare as checks
 from sdcpp_service.server import sdserver_schema as schema
@@ -91,6 +91,8 @@ async def _submit(request: Request, video: bool) -> Response:
         return _error(400, text, fields=named)
     except QueueFull:
         return _error(429, "job queue is full")
+    except StorageFull as exc:
+        return _error(507, str(exc))
     except InvalidRequest as exc:
         field = schema.their_names({exc.field: exc.reason})
         return _error(400, f"{exc.field}: {exc.reason}", fields=field)
