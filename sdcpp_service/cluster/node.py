@@ -25,6 +25,7 @@ from sdcpp_service.server.jobs import FINISHED, Images, Job
 from sdcpp_service.server.live import Event, Live, progress_data, terminal_event
 from sdcpp_service.server.options import OUTPUT_NAME, ServerOptions
 from sdcpp_service.server.service import Service
+from sdcpp_service.server.storage import Storage
 from sdcpp_service.server.worker import error_data
 from sdcpp_service.types import Progress
 
@@ -71,6 +72,7 @@ class ClusterService(Service):
         self.app: Any = make_app(options.queue)
         self.hashes = HashCache(settings)
         self.started = time.time()
+        self.storage = Storage(settings.data_dir)  # /health reads it (a full disk)
         self.a1111_options: dict[str, Any] = a1111_options.load(settings.data_dir)
         self._warming = self._pruning = None
         self._housekeeping: set[asyncio.Future[list[str]]] = set()

@@ -64,6 +64,29 @@ def test_disconnect_cancels_the_job(slow_url: str, route: str) -> None:
         assert _latest(http, "cancelled")["status"] == "cancelled"
 
 
+def test_disconnect_from_extras_cancels_its_upscale(slow_url: str) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, format="PNG")
+    body = {"image": base64.b64encode(buf.getvalue()).decode(), "upscaler_1": "Lanczos",
+            "upscaling_resize": 2}  # fmt: skip
+    with httpx.Client(base_url=slow_url, timeout=10) as http:
+        ahead = http.post("/api/v1/jobs", json={"prompt": "a", "steps": 140, "width": 64,
+                                                "height": 64}).json()["id"]  # fmt: skip
+        with pytest.raises(httpx.ReadTimeout):  # the upscale waits behind it; the client goes
+            http.post(
+                "/sdapi/v1/extra-single-image", json=body, timeout=httpx.Timeout(10, read=0.5)
+            )
+        cancelled = _latest(http, "cancelled")
+        assert cancelled["kind"] == "upscale", cancelled
+        assert http.get(f"/api/v1/jobs/{ahead}").json()["status"] == "running"  # not its job
+        http.post(f"/api/v1/jobs/{ahead}/cancel")
+
+
 def test_disconnect_with_save_images_keeps_the_job(slow_url: str) -> None:
     body = {"prompt": "a", "steps": 20, "width": 64, "height": 64, "save_images": True}
     with httpx.Client(base_url=slow_url, timeout=10) as http:

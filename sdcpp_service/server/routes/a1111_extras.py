@@ -19,14 +19,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sdcpp_service.errors import InvalidRequest
+from sdcpp_service.errors import Cancelled, InvalidRequest
 from sdcpp_service.server import fields
 from sdcpp_service.server import prepare as checks
 from sdcpp_service.server.errors import ValidationFailed
-from sdcpp_service.server.routes.common import json_body, service
+from sdcpp_service.server.routes.common import json_body, run_sync, service
 from sdcpp_service.server.service import Service
 
 _RESIZE = fields.Field(float, 0.05, 16)
+
+
+class ClientGone(Exception):
+    """The client disconnected from a synchronous upscale (its job was cancelled)."""
+
+
 _SIZE = fields.Field(int, 1, 16384)
 
 
@@ -93,7 +99,9 @@ async def _decode(svc: Service, value: Any, field: str) -> bytes:
         raise ValidationFailed({exc.field: exc.reason}) from None
 
 
-async def _upscale(svc: Service, name: str | None, plan: dict[str, Any], data: bytes) -> str:
+async def _upscale(
+    request: Request, svc: Service, name: str | None, plan: dict[str, Any], data: bytes
+) -> str:
     if name is None:
         return await asyncio.to_thread(_unchanged, data)
     scale, crop = await asyncio.to_thread(_scale_for, data, plan)
@@ -104,7 +112,11 @@ async def _upscale(svc: Service, name: str | None, plan: dict[str, Any], data: b
     except ValidationFailed as exc:
         names = {"scale": "upscaling_resize"}
         raise ValidationFailed({names.get(k, k): v for k, v in exc.errors.items()}) from None
-    done = await svc.run(job, {"image": data})
+    done, _ = await run_sync(request, svc, job, {"image": data})
+    if done is None:  # the client has gone (its job is cancelled): nobody reads this
+        raise ClientGone()
+    if done.state != "completed":  # interrupted (/sdapi/v1/interrupt)
+        raise Cancelled("the upscale was interrupted")
     output = svc.output_path((done.result or {})["outputs"][0])
     return await asyncio.to_thread(_finish, output.read_bytes(), crop)
 
@@ -125,7 +137,11 @@ async def single_image(request: Request) -> Response:
     fields.check(errors)
     _check_name(svc, name)
     data = await _decode(svc, body.get("image"), "image")
-    return JSONResponse({"image": await _upscale(svc, name, plan, data), "html_info": ""})
+    try:
+        image = await _upscale(request, svc, name, plan, data)
+    except ClientGone:
+        return Response(status_code=499)
+    return JSONResponse({"image": image, "html_info": ""})
 
 
 async def batch_images(request: Request) -> Response:
@@ -142,7 +158,10 @@ async def batch_images(request: Request) -> Response:
     for i, item in enumerate(items):
         value = item.get("data") if isinstance(item, dict) else None
         decoded.append(await _decode(svc, value, f"imageList.{i}.data"))
-    images = [await _upscale(svc, name, plan, data) for data in decoded]
+    try:
+        images = [await _upscale(request, svc, name, plan, data) for data in decoded]
+    except ClientGone:
+        return Response(status_code=499)
     return JSONResponse({"images": images, "html_info": ""})
 
 
