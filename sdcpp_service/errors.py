@@ -13,7 +13,8 @@
     ├── EngineError                 the native engine failed (load or generate)
     │   ├── EngineNotInstalled      the bindings cannot be imported
     │   ├── Cancelled               a job was cancelled
-    │   └── WorkerDied              the engine process died mid-job (``exitcode``)
+    │   ├── WorkerDied              the engine process died mid-job (``exitcode``)
+    │   └── EngineAborted           a native assertion ended the engine (``assertion``, ``cause``)
     ├── QueueError                  the cluster's PostgreSQL queue is unreachable or not set up
     ├── OutputExists                refusing to overwrite a file (``path``)
     ├── StorageFull                 the disk holding the data (jobs, outputs) is full (``path``)
@@ -155,6 +156,20 @@ class WorkerDied(EngineError):
         how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"{exitcode}"
         super().__init__(f"the engine process died (exit {how}); the job was not finished")
         self.exitcode = exitcode
+
+
+class EngineAborted(EngineError):
+    """A native assertion (``GGML_ASSERT``) ended the engine's process; ``cause`` names what
+    most likely did it (the add-on or model file of the running call)."""
+
+    def __init__(self, assertion: str, doing: str, cause: str) -> None:
+        super().__init__(
+            f"the engine aborted while {doing}: {assertion}; likely cause: {cause}; "
+            "nothing was written"
+        )
+        self.assertion = assertion
+        self.doing = doing
+        self.cause = cause
 
 
 class QueueError(SdcppError):

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
+from sdcpp_service.engine import aborts
 from sdcpp_service.engine.sdcpp import Native, native
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnknownName
 from sdcpp_service.types import LoadOptions, Lora, ProgressCallback
@@ -185,6 +186,7 @@ class Runtime:
         self.log = EngineLog(self.native)
         self.progress = ProgressHub(self.native)
         self.log.listeners.append(self.progress.note_log)
+        aborts.install(self.native.lib._lib)  # a GGML_ASSERT: one line naming the cause
 
 
 _RUNTIME: list[Runtime] = []
@@ -300,7 +302,8 @@ class Context(NativeOwner):
             rt.log.install()
             mark = rt.log.mark()
             t0 = time.perf_counter()
-            ctx = lib.new_sd_ctx(ctypes.byref(params))
+            with aborts.running("loading the model", options.components()):
+                ctx = lib.new_sd_ctx(ctypes.byref(params))
             self.load_seconds = time.perf_counter() - t0
         if not ctx:
             detail = rt.log.last_error(mark) or "the engine could not load it"

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from sdcpp_service import rules
-from sdcpp_service.engine import names
+from sdcpp_service.engine import aborts, names
 from sdcpp_service.engine.context import (
     ENGINE_LOCK,
     Context,
@@ -205,7 +205,8 @@ def generate(
         rt.log.install()
         mark = rt.log.mark()
         t_native = time.perf_counter()
-        ptr = rt.native.lib.generate_image(ctx.handle, ctypes.byref(params))
+        with aborts.running("generating", ctx.options.components(), [lo.path for lo in req.loras]):
+            ptr = rt.native.lib.generate_image(ctx.handle, ctypes.byref(params))
         native_seconds = time.perf_counter() - t_native
         errors = rt.log.since(mark, 3)
     images = images_from_c(ptr, req.batch) if ptr else []

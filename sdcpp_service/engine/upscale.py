@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from sdcpp_service.config import Settings
+from sdcpp_service.engine import aborts
 from sdcpp_service.engine.context import ENGINE_LOCK, NativeOwner, image_to_c, pil_from_c, runtime
 from sdcpp_service.errors import (
     EngineError,
@@ -76,9 +77,10 @@ class Upscaler(NativeOwner):
         with ENGINE_LOCK:
             rt.log.install()
             mark = rt.log.mark()
-            ctx = rt.native.lib.new_upscaler_ctx(
-                path.encode("utf-8"), offload, False, threads, tile
-            )
+            with aborts.running("loading the upscaler", {"model": path}):
+                ctx = rt.native.lib.new_upscaler_ctx(
+                    path.encode("utf-8"), offload, False, threads, tile
+                )
         if not ctx:
             detail = rt.log.last_error(mark) or "the engine could not load it"
             raise EngineError(f"{path}: failed to load upscaler: {detail}")
@@ -91,7 +93,8 @@ class Upscaler(NativeOwner):
         with ENGINE_LOCK, rt.progress.attached(progress, "upscaling"):
             rt.log.install()
             mark = rt.log.mark()
-            out = rt.native.lib.upscale(self._ctx, image_to_c(image, keep), self.factor)
+            with aborts.running("upscaling", {"model": self.path}):
+                out = rt.native.lib.upscale(self._ctx, image_to_c(image, keep), self.factor)
         if not out.data:
             detail = rt.log.last_error(mark) or "no image came back"
             raise EngineError(f"upscaling failed: {detail}")

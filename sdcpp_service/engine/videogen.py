@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdcpp_service import rules
-from sdcpp_service.engine import names
+from sdcpp_service.engine import aborts, names
 from sdcpp_service.engine.context import (
     ENGINE_LOCK,
     enum_value,
@@ -219,9 +219,11 @@ def generate(
         rt.log.install()
         mark = rt.log.mark()
         t_native = time.perf_counter()
-        ptr = rt.native.lib.generate_video(
-            pipe.context.handle, ctypes.byref(params), ctypes.byref(count)
-        )
+        files, loras = pipe.options.components(), [lo.path for lo in req.loras]
+        with aborts.running("generating a video", files, loras):
+            ptr = rt.native.lib.generate_video(
+                pipe.context.handle, ctypes.byref(params), ctypes.byref(count)
+            )
         native_seconds = time.perf_counter() - t_native
         errors = rt.log.since(mark, 3)
     frames = images_from_c(ptr, count.value) if ptr else []

@@ -8,7 +8,8 @@ at once (warm for the next job, its model loaded on first use).
 Messages, parent → child: ``("run", EngineJob)``, ``("load", model, overrides)``, ``("unload",)``,
 ``("stop",)``. Child → parent: ``("ready", system_info)``, ``("fatal", error)``,
 ``("progress", (step, total, elapsed, eta, phase))``, ``("preview", (step, …), png_bytes)``,
-``("ok", reply, engine_state)``, ``("error", error, engine_state)``. Errors cross as themselves
+``("ok", reply, engine_state)``, ``("error", error, engine_state)``, ``("aborted", error)``
+(a native assertion: the process ends next, and its exit fails the call with this error). Errors cross as themselves
 (every :class:`~sdcpp_service.errors.SdcppError` pickles with its data).
 A reader thread turns the child's messages into callbacks on the server's event loop.
 """
@@ -74,6 +75,10 @@ def as_sent(exc: BaseException) -> SdcppError:
 def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
     """The child process: start the engine, then serve calls until ``stop`` or EOF."""
     out_dir = Path(outputs)
+    from sdcpp_service.engine import aborts
+
+    # a native assertion fails the running call with its likely cause, then the process ends
+    aborts.set_reporter(lambda error: conn.send(("aborted", error)))
     try:
         info = engine.start()
     except BaseException as exc:
@@ -136,6 +141,8 @@ class Worker:
         self._progress: Callable[[Progress], None] | None = None
         self._preview: Callable[[Progress, bytes], None] | None = None
         self._cancelling = False
+        #: the native abort the worker reported before it ended (fails its call on exit)
+        self._aborted: EngineError | None = None
         self._closing = False
         self._start_lock = asyncio.Lock()
         self._restart: asyncio.Task[None] | None = None
@@ -216,6 +223,8 @@ class Worker:
                 self._ready.set_result(msg[1])
             else:
                 self._ready.set_exception(msg[1])
+        elif kind == "aborted":  # the process is ending; its exit fails the call with this
+            self._aborted = msg[1]
         elif kind in ("ok", "error") and self._pending is not None and not self._pending.done():
             self.engine_state = msg[2]
             if kind == "ok":
@@ -226,7 +235,10 @@ class Worker:
     def _on_exit(self, gen: int, exitcode: int | None) -> None:
         if gen != self._gen:
             return
-        err: EngineError = Cancelled("cancelled") if self._cancelling else WorkerDied(exitcode)
+        aborted, self._aborted = self._aborted, None
+        err: EngineError = (
+            Cancelled("cancelled") if self._cancelling else aborted or WorkerDied(exitcode)
+        )
         self.engine_state = None
         for fut in (self._ready, self._pending):
             if fut is not None and not fut.done():
