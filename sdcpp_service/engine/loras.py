@@ -61,7 +61,19 @@ def resolve(name: str, dirs: Sequence[Path]) -> Path:
     known = available(dirs)
     if name in known:
         return known[name]
-    raise UnknownName("lora", name, sorted({p.stem for p in known.values()}))
+    raise UnknownName("lora", name, sorted({p.stem for p in known.values() if _is_lora(p)}))
+
+
+def _is_lora(path: Path) -> bool:
+    """Whether ``path``'s header says LoRA: the choices of an unknown-LoRA error list LoRAs
+    only, not every checkpoint beside them in a model folder."""
+    from sdcpp_service.errors import SdcppError
+    from sdcpp_service.models import inspect
+
+    try:
+        return inspect(path).kind == "lora"
+    except (SdcppError, OSError):
+        return False
 
 
 def collect(

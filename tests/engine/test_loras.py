@@ -50,9 +50,14 @@ def test_collect_resolves_names_and_refuses_repeats(tmp_path: Path) -> None:
             loras.collect(prompt, given, [tmp_path / "loras"])
 
 
-def test_unknown_lora_lists_known(tmp_path: Path) -> None:
-    (tmp_path / "detail.safetensors").write_bytes(b"x")
+def test_unknown_lora_lists_loras_only(tmp_path: Path) -> None:
+    from tests.models import layouts as L
+    from tests.models.corpus import write_safetensors
+
+    mod = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    write_safetensors(tmp_path / "detail.safetensors",
+                      {f"{mod}.lora_down.weight": (4, 640), f"{mod}.lora_up.weight": (640, 4)})  # fmt: skip
+    write_safetensors(tmp_path / "ae.safetensors", L.kl_vae(4))  # beside it: not a LoRA
     with pytest.raises(UnknownName) as err:
-        loras.collect("p <lora:nope:1>", [], [tmp_path])
-    assert "unknown lora 'nope'" in str(err.value)
-    assert "detail" in str(err.value)
+        loras.collect("p <lora:detial:1>", [], [tmp_path])
+    assert "unknown lora 'detial'; did you mean detail? (known: detail)" in str(err.value)
