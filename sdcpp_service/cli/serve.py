@@ -194,7 +194,7 @@ def serve(
                    "`sdcpp worker`")  # fmt: skip
     settings = Settings.from_env()
     if models:
-        settings = settings.with_model_dirs(tuple(m.expanduser() for m in models))
+        settings = settings.with_model_dirs(tuple(m.expanduser().resolve() for m in models))
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir.expanduser())
     if threads:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,12 @@ from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.live import Live, progress_data
 from sdcpp_service.server.pool import GB, Pool, Slot, model_key
 from sdcpp_service.server.worker import error_data
+from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.cluster")
 CANCELLED = {"type": "Cancelled", "message": "cancelled"}
+#: seconds between two progress events of a job (each is a row update and a NOTIFY)
+PROGRESS_EVERY = 0.05
 
 
 @dataclass(frozen=True)
@@ -246,10 +250,16 @@ class Runner:
             if job.kind in PIPELINE_KINDS:
                 slot.expect(path, load)
             await slot.worker.ensure()
+            sent = [0.0]
+
+            def progress(p: Progress) -> None:  # at most every PROGRESS_EVERY s, and the last
+                now = time.monotonic()
+                if now - sent[0] >= PROGRESS_EVERY or p.step >= p.total:
+                    sent[0] = now
+                    events.put(job.id, attempt, "progress", progress_data(job.id, p))
+
             reply = await slot.worker.call(
-                "run", spec,
-                progress=lambda p: events.put(job.id, attempt, "progress",
-                                              progress_data(job.id, p)),
+                "run", spec, progress=progress,
                 preview=lambda p, png: events.put(
                     job.id, attempt, "preview", {"id": job.id, "step": p.step, "total": p.total},
                     png),
