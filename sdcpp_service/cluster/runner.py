@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdcpp_service.cluster import claims
 from sdcpp_service.cluster.deathsignal import DeathSignal
 from sdcpp_service.cluster.localize import Localizer
 from sdcpp_service.cluster.publish import Publisher
 from sdcpp_service.cluster.queues import ANY, TASK, make_app, queue_for
 from sdcpp_service.cluster.reaper import reap
-from sdcpp_service.cluster.store import NOW, check_schema, connect, decode_images
+from sdcpp_service.cluster.store import check_schema, connect, decode_images
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import PIPELINE_KINDS, Engine, engine_job
 from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
@@ -75,6 +76,7 @@ class Runner:
         self.app: Any = None
         self.events: Publisher | None = None
         self._freed: asyncio.Condition | None = None
+        self._shows: set[asyncio.Task[None]] = set()
 
     @property
     def queues(self) -> list[str]:
@@ -206,14 +208,7 @@ class Runner:
 
     async def _claim(self, job_id: str, slot: Slot, pworker: int | None) -> Any:
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE sdcpp_jobs SET state = 'running', attempts = attempts + 1, owner = %s, "
-                f"slot = %s, pworker = %s, started = {NOW}, progress = NULL, preview = NULL "
-                "WHERE id = %s AND state = 'queued' AND NOT cancel_requested "
-                "RETURNING attempts, kind, model, params, load, inputs",
-                (self.id, slot.index, pworker, job_id),
-            )
-            return await cur.fetchone()
+            return await claims.claim(conn, job_id, self.id, slot.index, pworker)
 
     async def execute(self, context: Any, job_id: str) -> None:
         assert self.events is not None
@@ -226,19 +221,24 @@ class Runner:
             job = Job(id=job_id, kind=kind, model=model, params=params, load=load,
                       state="running", attempts=attempts)  # fmt: skip
             slot.live = Live(job)
-            self.events.put(job_id, attempts, "started", {"id": job_id, "attempt": attempts})
-            await self._show()
+            self._show()
             await self._run(job, slot, params, inputs)
         finally:
             await self._release(slot)
-            await self._show()
+            self._show()
 
-    async def _show(self) -> None:
-        """Our row now, not at the next heartbeat (``/api/v1/workers``'s current job)."""
-        try:
-            await self._beat_once()
-        except Exception as exc:
-            log.error("worker row: %s", exc)
+    def _show(self) -> None:
+        """Our row soon, not at the next heartbeat (``/api/v1/workers``'s current job)."""
+
+        async def show() -> None:
+            try:
+                await self._beat_once()
+            except Exception as exc:
+                log.error("worker row: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(show())
+        self._shows.add(task)
+        task.add_done_callback(self._shows.discard)
 
     async def _run(self, job: Job, slot: Slot, params: dict[str, Any], inputs: Any) -> None:
         assert self.events is not None
@@ -301,30 +301,10 @@ class Runner:
         names = [n for n in (result or {}).get("outputs", []) if isinstance(n, str)]
         files = await asyncio.to_thread(lambda: [(n, (self.outputs / n).read_bytes())
                                                  for n in names])  # fmt: skip
-        kept = False
         try:
-            async with self.db.connection() as conn, conn.transaction():
-                cur = await conn.execute(
-                    f"UPDATE sdcpp_jobs SET state = %s, result = %s, error = %s, "
-                    f"finished = {NOW}, inputs = NULL, slot = NULL WHERE id = %s AND "
-                    "attempts = %s AND owner = %s AND state = 'running' RETURNING id",
-                    (state, json.dumps(result) if result is not None else None,
-                     json.dumps(error) if error is not None else None, job.id, job.attempts,
-                     self.id),
-                )  # fmt: skip
-                if await cur.fetchone() is not None:
-                    kept = True
-                    for name, data in files:
-                        await conn.execute(
-                            "INSERT INTO sdcpp_outputs (name, job_id, size, data) VALUES "
-                            "(%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                            "job_id = excluded.job_id, size = excluded.size, data = excluded.data",
-                            (name, job.id, len(data), data),
-                        )
-                    from sdcpp_service.cluster.schema import CHANNEL
-
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps(
-                        {"id": job.id, "event": state, "data": {}})))  # fmt: skip
+            async with self.db.connection() as conn:
+                kept = await claims.finish(conn, job.id, job.attempts, self.id, state, result,
+                                           error, files)  # fmt: skip
         finally:
             for name in names:
                 (self.outputs / name).unlink(missing_ok=True)
