@@ -89,6 +89,7 @@ GENERATION: dict[str, Rule] = {
     "hires_denoise": Rule(float, 0, 1),
     "preview": Rule(str, choices=PREVIEW_MODES),
     "preview_interval": Rule(int, 1, MAX_STEPS),
+    "pm_style_strength": Rule(float, 0, 100),
 }
 
 #: Fields of the ``upscale`` and ``video`` kinds.

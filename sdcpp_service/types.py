@@ -142,6 +142,12 @@ class GenerateRequest:
     hires_height: int = 0
     hires_steps: int = 0
     hires_denoise: float = 0.7
+    #: PhotoMaker (needs ``LoadOptions.photo_maker``, an SDXL model, and the trigger word
+    #: ``img`` in the prompt): the ID images of the person, v2's ID embed file (made by the
+    #: engine's ``face_detect.py``), and how closely the style keeps the ID (0–100)
+    pm_id_images: list[Image.Image] = field(default_factory=list)
+    pm_id_embed: str = ""
+    pm_style_strength: float = 20.0
 
     def summary(self) -> dict[str, Any]:
         """The request without images (for logs, metadata and job records)."""
@@ -150,7 +156,7 @@ class GenerateRequest:
             value = getattr(self, f.name)
             if f.name in ("init_image", "mask", "control_image"):
                 value = None if value is None else list(value.size)
-            elif f.name == "ref_images":
+            elif f.name in ("ref_images", "pm_id_images"):
                 value = [list(im.size) for im in value]
             elif f.name == "loras":
                 value = [lo.to_dict() for lo in value]

@@ -237,6 +237,29 @@ def generate(
             "prompts followed less closely).",
         ),
     ] = False,
+    photo_maker: Annotated[
+        Path | None,
+        Opt(
+            "--photo-maker",
+            help="PhotoMaker model (SDXL): the person of --pm-id-images, where the prompt says "
+            "'img' after the class word ('a photo of a man img').",
+        ),
+    ] = None,
+    pm_id_images: Annotated[
+        list[Path] | None,
+        Opt("--pm-id-images", help="Folder (or image files, repeatable) showing the person."),
+    ] = None,
+    pm_id_embed: Annotated[
+        Path | None, Opt("--pm-id-embed", help="PhotoMaker v2's ID embed (face_detect.py).")
+    ] = None,
+    pm_style_strength: Annotated[
+        float | None,
+        ruled(
+            "pm_style_strength",
+            "--pm-style-strength",
+            help="How closely the ID is kept (default 20).",
+        ),
+    ] = None,
     diffusion_model: Annotated[
         bool, Opt("--diffusion-model", help="Load MODEL in the diffusion_model (DiT) slot.")
     ] = False,
@@ -299,6 +322,7 @@ def generate(
         "t5xxl": False if no_t5 else t5xxl,
         "llm": llm,
         "control_net": control_net,
+        "photo_maker": photo_maker,
         **engine_switches(threads, offload, flash_attn, mmap, clip_on_cpu, vae_on_cpu),
         "lora_apply_mode": lora_apply_mode,
     }
@@ -325,6 +349,9 @@ def generate(
         "loras": lora or None,
         "vae_tiling": vae_tiling,
         "cache_mode": cache_mode,
+        "pm_id_images": [str(p) for p in pm_id_images] if pm_id_images else None,
+        "pm_id_embed": str(pm_id_embed) if pm_id_embed else None,
+        "pm_style_strength": pm_style_strength,
     }
     if hires:
         params.update(

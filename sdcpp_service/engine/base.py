@@ -41,8 +41,9 @@ VIDEO_ONLY = ("format",)
 #: Request fields that carry encoded images (those in ``IMAGE_LISTS`` carry a list of them).
 IMAGE_FIELDS = (
     "init_image", "mask", "control_image", "image", "end_image", "ref_images", "control_frames",
+    "pm_id_images",
 )  # fmt: skip
-IMAGE_LISTS = ("ref_images", "control_frames")
+IMAGE_LISTS = ("ref_images", "control_frames", "pm_id_images")
 
 Images = dict[str, "bytes | list[bytes]"]
 #: The image-generation modes (each takes the images :data:`JOB_KINDS` names).
@@ -91,6 +92,7 @@ class ImageParams(_Given):
     hires_denoise: float | None = None
     preview: str | None = None
     preview_interval: int | None = None
+    pm_style_strength: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class ImageInputs(_Given):
     mask: bytes | None = None
     control_image: bytes | None = None
     ref_images: tuple[bytes, ...] | None = None
+    #: PhotoMaker ID images (with the ``photo_maker`` load slot)
+    pm_id_images: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from sdcpp_service import rules
-from sdcpp_service.engine import aborts, names
+from sdcpp_service.engine import aborts, names, photomaker
 from sdcpp_service.engine.context import (
     ENGINE_LOCK,
     Context,
@@ -86,6 +86,7 @@ def validate(ctx: Context, req: GenerateRequest) -> None:
         raise InvalidRequest(
             "control_image", "a control image needs a ControlNet model (control_net)"
         )
+    photomaker.validate(ctx.options, req)
     for lora in req.loras:
         from pathlib import Path
 
@@ -150,6 +151,7 @@ def build_params(
         p.auto_resize_ref_image = True
     if req.loras:
         p.loras, p.lora_count = loras_to_c(req.loras, keep)
+    photomaker.to_c(req, p, lib, keep)
     p.vae_tiling_params.enabled = req.vae_tiling
     p.cache.mode = _cache_mode(req.cache_mode)
     if req.hires:

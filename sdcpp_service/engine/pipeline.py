@@ -24,6 +24,7 @@ from sdcpp_service.engine import names
 from sdcpp_service.engine.context import Context
 from sdcpp_service.engine.generate import generate, size_multiple
 from sdcpp_service.engine.images import GeneratedImage, infotext, load_image, size_for_image
+from sdcpp_service.engine.photomaker import id_images
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.models.loadplan import plan_model
 from sdcpp_service.types import (
@@ -126,6 +127,10 @@ class Pipeline:
         values = {k: v for k, v in values.items() if v is not None or k in _NULLABLE}
         values["ref_images"] = [
             load_image(im, "ref_images", "RGB") for im in values.get("ref_images") or []
+        ]
+        values["pm_id_images"] = [
+            load_image(im, "pm_id_images", "RGB")
+            for im in id_images(values.get("pm_id_images") or [])
         ]
         specs: Sequence[Any] = values.pop("loras", None) or []
         pairs = [

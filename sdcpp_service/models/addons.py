@@ -194,3 +194,27 @@ def check_control_net(model: str | Path, control_net: str | Path) -> None:
                 f"does not fit {name}: its {rel} is {'×'.join(map(str, shape))}, the model's is "
                 f"{'×'.join(map(str, theirs))} (a ControlNet made for another model)",
             )
+
+
+def check_photo_maker(model: str | Path, photo_maker: str | Path) -> None:
+    """Refuse a PhotoMaker the engine cannot use with ``model``: PhotoMaker is made for SDXL
+    (its ID encoder feeds SDXL's 2048-wide cross-attention), and the engine picks v2 by the
+    file name, so a v2 file must be named ``…v2…`` and a v1 file must not be."""
+    from sdcpp_service.models.inspect import inspect
+
+    pm, main = inspect(photo_maker), inspect(model)
+    if pm.kind != "photomaker":
+        raise UnsupportedModel(photo_maker, f"is a {pm.title} {pm.kind}, not a PhotoMaker model")
+    if not str(main.arch or "").startswith("sdxl"):
+        raise UnsupportedModel(
+            photo_maker,
+            f"is a PhotoMaker for SDXL; {Path(model).name} is {main.title} (use an SDXL model)",
+        )
+    named_v2 = "v2" in Path(photo_maker).name
+    if (pm.variant == "v2") != named_v2:
+        want = "contains 'v2'" if pm.variant == "v2" else "has no 'v2'"
+        raise UnsupportedModel(
+            photo_maker,
+            f"is PhotoMaker {pm.variant}, and the engine tells the versions apart by the file "
+            f"name: rename it so the name {want} (e.g. photomaker-{pm.variant}.safetensors)",
+        )

@@ -71,6 +71,10 @@ def plan_model(
         from sdcpp_service.models.addons import check_control_net
 
         check_control_net(options.main_path, options.control_net)
+    if options.photo_maker and options.main_path:
+        from sdcpp_service.models.addons import check_photo_maker
+
+        check_photo_maker(options.main_path, options.photo_maker)
     return options, load_plan.info
 
 

@@ -17,6 +17,7 @@ LOAD_SLOTS: dict[str, tuple[str, ...]] = {
     "clip_g": ("text_encoder",),
     "t5xxl": ("text_encoder",),
     "llm": ("text_encoder",),
+    "photo_maker": ("photomaker",),
 }
 
 #: A served output file name (what the worker writes; nothing else can be asked for).

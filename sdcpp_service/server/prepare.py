@@ -4,6 +4,7 @@ the server's limits and folders, every problem at once (one 422), then a :class:
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -97,6 +98,7 @@ def prepare(
         problems.setdefault(exc.field, exc.reason)
     if main:
         _check_addons(main, lora_paths, overrides.get("control_net"), problems)
+        _check_photo_maker(main, overrides.get("photo_maker"), values, images, problems)
     if main and kind in JOB_KINDS:
         _check_components(service, main, overrides, problems)
     fields.check(problems)
@@ -156,6 +158,42 @@ def _check_addons(
             addons.check_control_net(main, control_net)
         except ModelError as exc:
             problems.setdefault("control_net", f"{Path(exc.path).name} {exc.reason}")
+
+
+def _check_photo_maker(
+    main: str,
+    photo_maker: object,
+    values: Mapping[str, Any],
+    images: Mapping[str, bytes | list[bytes]],
+    problems: dict[str, str],
+) -> None:
+    """A PhotoMaker the model cannot use, or one without ID images or trigger word: 422 naming
+    the field (the engine would abort, or quietly ignore it)."""
+    from sdcpp_service.engine.photomaker import TRIGGER
+    from sdcpp_service.errors import ModelError
+    from sdcpp_service.models import addons
+
+    if not isinstance(photo_maker, str) or not photo_maker:
+        if images.get("pm_id_images"):
+            problems.setdefault("pm_id_images", "ID images need a PhotoMaker model (photo_maker)")
+        return
+    try:
+        addons.check_photo_maker(main, photo_maker)
+    except ModelError as exc:
+        problems.setdefault("photo_maker", f"{Path(exc.path).name} {exc.reason}")
+        return
+    if not images.get("pm_id_images"):
+        problems.setdefault("pm_id_images", "a PhotoMaker model needs ID images of the person")
+    if not re.search(rf"\b{TRIGGER}\b", str(values.get("prompt", ""))):
+        problems.setdefault(
+            "prompt", f"PhotoMaker needs the trigger word '{TRIGGER}' after the class word"
+        )
+    if "v2" in Path(photo_maker).name:
+        problems.setdefault(
+            "photo_maker",
+            "PhotoMaker v2 needs an ID embed file, which this API does not take; use v1, or "
+            "sdcpp generate --pm-id-embed",
+        )
 
 
 def _check_components(

@@ -123,8 +123,11 @@ def test_typed_params_are_the_rules_fields() -> None:
 
     image_fields = {f.name for f in fields(ImageParams)}
     assert image_fields == set(rules.GENERATION) - {"prompt"}
-    images = {"init_image", "mask", "control_image", "ref_images", "end_image", "control_frames"}
-    assert image_fields == {f.name for f in fields(GenerateRequest)} - {"prompt", "loras"} - images
+    images = {"init_image", "mask", "control_image", "ref_images", "end_image", "control_frames",
+              "pm_id_images"}  # fmt: skip
+    local = {"pm_id_embed"}  # a file path: the CLI and library take it, the server does not
+    request = {f.name for f in fields(GenerateRequest)} - {"prompt", "loras"} - images - local
+    assert image_fields == request
     video_fields = {f.name for f in fields(VideoParams)}
     assert video_fields == {f.name for f in fields(VideoRequest)} - {"prompt", "loras"} - images
     for cls in (ImageParams, VideoParams):
