@@ -14,16 +14,19 @@ from sdcpp_service.errors import InvalidRequest
 def ruled(field: str, *flags: str, help: str = "") -> Any:
     """A ``typer.Option`` for a request field whose help shows the bounds or choices declared in
     :mod:`sdcpp_service.rules` and whose value is checked by the same rule as the server's
-    (``Invalid value for '--steps': must be between 1 and 1000, got 0``)."""
+    (``error: --steps: must be between 1 and 1000, got 0``, one line, exit 2)."""
     rule = rules.rule_of(field)
 
     def check(value: Any) -> Any:
         if value is None:
             return None
         try:
+            if field in ("width", "height"):  # a side past the limit: suggest one inside it
+                rules.check_limits({field: value})
             return rules.coerce(field, value, rule)
-        except InvalidRequest as exc:
-            raise typer.BadParameter(exc.reason) from None
+        except InvalidRequest as exc:  # one line, as every other refusal (not typer's box)
+            typer.echo(f"error: {flags[0]}: {exc.reason}", err=True)
+            raise typer.Exit(2) from None
 
     bounds = rules.describe(rule)
     text = f"{help} [{bounds}]" if help and bounds else help or f"[{bounds}]"
