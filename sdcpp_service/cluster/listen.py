@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from sdcpp_service.cluster.schema import CHANNEL
+from sdcpp_service.cluster.store import CHANNEL
+from sdcpp_service.server.jobs import FINISHED
 
 log = logging.getLogger("sdcpp_service.cluster")
 
@@ -17,8 +19,10 @@ Note = tuple[str, dict[str, Any]]
 
 
 class Listener:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, on_end: Callable[[str], None] | None = None) -> None:
         self.url = url
+        #: called with the id of every job of the cluster that ends (watched or not)
+        self.on_end = on_end
         self.watchers: dict[str, set[asyncio.Queue[Note]]] = {}
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +58,11 @@ class Listener:
             return
         for queue in list(self.watchers.get(job_id, ())):
             queue.put_nowait((event, data))
+        if event in FINISHED and self.on_end is not None:
+            try:
+                self.on_end(job_id)
+            except Exception as exc:  # housekeeping must not stop the listener
+                log.error("after job %s: %s", job_id, exc)
 
     async def _run(self) -> None:
         import psycopg

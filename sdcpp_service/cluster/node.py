@@ -19,13 +19,12 @@ from sdcpp_service.cluster.queues import ANY, UPSCALE, defer, make_app, queue_fo
 from sdcpp_service.cluster.store import PgStore, check_schema, connect
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import PIPELINE_KINDS, Engine
-from sdcpp_service.server import a1111_options, models
+from sdcpp_service.server import models
 from sdcpp_service.server.errors import NotFound, QueueFull, ServiceError
 from sdcpp_service.server.jobs import FINISHED, Images, Job
 from sdcpp_service.server.live import Event, Live, progress_data, terminal_event
 from sdcpp_service.server.options import OUTPUT_NAME, ServerOptions
 from sdcpp_service.server.service import Service
-from sdcpp_service.server.storage import Storage
 from sdcpp_service.server.worker import error_data
 from sdcpp_service.types import Progress
 
@@ -62,23 +61,22 @@ def to_progress(data: Mapping[str, Any] | None) -> Progress | None:
 
 class ClusterService(Service):
     def __init__(self, settings: Settings, engine: Engine, options: ServerOptions) -> None:
-        from sdcpp_service.server.models import HashCache
-
-        self.settings, self.options = settings, options
+        # The embedded service's own attributes first (whatever it grows); its SQLite store and
+        # pool are never started here: every call that would use them is overridden below.
+        super().__init__(settings, engine, options)
+        self.store.close()
         self.outputs = settings.data_dir / "outputs-cache"
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.pg = PgStore(options.queue)
-        self.listener = Listener(options.queue)
+        self.listener = Listener(options.queue, on_end=self._ended)
         self.app: Any = make_app(options.queue)
-        self.hashes = HashCache(settings)
-        self.started = time.time()
-        self.storage = Storage(settings.data_dir)  # /health reads it (a full disk)
-        self.a1111_options: dict[str, Any] = a1111_options.load(settings.data_dir)
-        self._warming = self._pruning = None
-        self._housekeeping: set[asyncio.Future[list[str]]] = set()
         self._follow: dict[str, asyncio.Task[None]] = {}
         self._info: dict[str, Any] = {}
         self._reaping: asyncio.Task[None] | None = None
+
+    def _ended(self, job_id: str) -> None:
+        """Any job of the cluster finished: the outputs' cap (``--keep-outputs-gb``)."""
+        self._after_job(Job(id=job_id, kind="", model="", params={}))
 
     async def start(self) -> None:
         def check() -> None:
@@ -149,8 +147,10 @@ class ClusterService(Service):
         return RemoteWorkers(self)
 
     def workers(self) -> dict[str, Any]:
-        return {"workers": self.pg.workers(self.options.lost_after), "queued": self.queued(),
-                "running": self.pg.count("running")}  # fmt: skip
+        workers = self.pg.workers(self.options.lost_after)
+        live = [w for w in workers if w["state"] != "lost"]
+        return {"workers": workers, "queued": self.queued(), "running": self.pg.count("running"),
+                "max_memory_bytes": 0, "models_bytes": sum(w["model_bytes"] for w in live)}  # fmt: skip
 
     def worker_summary(self) -> dict[str, Any]:
         states: dict[str, int] = {}

@@ -93,6 +93,9 @@ def workers(conn: Any, lost_after: float) -> list[dict[str, Any]]:
             "current_jobs": [s["current_job"] for s in busy] if live else [],
             "last_heartbeat": float(beat), "heartbeat_age": round(float(age), 3),
             "started": float(started), "slots": slots,
+            "model_name": ",".join(models) or None,
+            "resident_bytes": sum(int(s.get("resident_bytes") or 0) for s in slots),
+            "model_bytes": sum(int(s.get("model_bytes") or 0) for s in slots),
         })  # fmt: skip
     return out
 

@@ -140,8 +140,15 @@ def test_events_outputs_and_progress_on_every_node(cluster: Cluster) -> None:
     url = va["outputs"][0]["url"]
     assert a.get(url).content == b.get(url).content and a.get(url).content[:4] == b"\x89PNG"
     assert b.get("/sdapi/v1/progress").json()["progress"] == 0
+    health = b.get("/health").json()
+    assert health["worker"] == "ready" and health["workers"] == {"idle": 1}
+    assert b.get("/system").status_code == 200
+    assert "euler_a" in str(b.get("/sdapi/v1/samplers").json())
+    sync = b.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 2, "width": 64,
+                                             "height": 64, "seed": 9})  # fmt: skip
+    assert sync.status_code == 200 and sync.json()["images"], sync.text
     listing = b.get("/api/v1/jobs").json()
-    assert listing["total"] == 1 and listing["jobs"][0]["id"] == job_id
+    assert listing["total"] == 2 and listing["jobs"][1]["id"] == job_id
 
 
 def test_api_node_restart_loses_nothing(cluster: Cluster) -> None:
@@ -198,3 +205,47 @@ def test_retention_removes_jobs_and_their_outputs(cluster: Cluster) -> None:
     assert node.prune() == [ids[-1]]
     with psycopg.connect(cluster.url) as conn:
         assert conn.execute("SELECT count(*) FROM sdcpp_outputs").fetchone() == (0,)
+
+
+def test_output_cap_applies_as_jobs_finish(cluster: Cluster) -> None:
+    cluster.worker("alpha", name="q0")
+    api = cluster.node("api", keep_outputs_gb=1e-9)  # any output is over the cap
+    cluster.wait_workers(api, 1)
+    first = submit(api, "alpha", seed=1)
+    cluster.wait_job(api, first, ("completed",))
+    second = submit(api, "alpha", seed=2)
+    cluster.wait_job(api, second, ("completed",))
+    gone = wait_for(lambda: api.get(f"/api/v1/jobs/{first}").status_code == 404, 10, "cap")
+    assert gone and api.get(f"/api/v1/jobs/{second}").status_code == 200
+
+
+def test_every_route_answers_on_an_api_node(cluster: Cluster) -> None:
+    """No route of the embedded server is a 500 on an API node."""
+    cluster.worker("alpha", name="x0")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    job_id = submit(api, "alpha")
+    cluster.wait_job(api, job_id, ("completed",))
+    paths = [r.path for r in api.app.routes if "GET" in (getattr(r, "methods", None) or ())]  # type: ignore[attr-defined]
+    bad = {}
+    for path in paths:
+        if "{" in path:
+            path = path.replace("{id}", job_id).replace("{name:path}", "alpha").replace(
+                "{name}", f"{job_id}-0.png")  # fmt: skip
+        r = api.get(path)
+        if r.status_code >= 500:
+            bad[path] = r.text[:200]
+    posts = {
+        "/api/v1/models/load": {"model": "alpha"},
+        "/api/v1/models/unload": {},
+        "/sdapi/v1/options": {"sd_model_checkpoint": "alpha"},
+        "/sdapi/v1/interrupt": {},
+        "/v1/images/generations": {"prompt": "x", "model": "alpha", "size": "64x64"},
+        "/sdcpp/v1/img_gen": {"prompt": "x", "width": 64, "height": 64},
+    }
+    for path, body in posts.items():
+        r = api.post(path, json=body)
+        if r.status_code >= 500:
+            bad[path] = r.text[:200]
+    assert bad == {}
+    assert api.post("/api/v1/models/load", json={"model": "beta"}).status_code == 503
