@@ -217,6 +217,11 @@ def serve(
 
         for name in preloads:
             catalog.resolve(name, settings, field="preload")
+    if queue:  # one line now, not a failed start-up later
+        from sdcpp_service.cluster.store import check_schema, connect
+
+        with connect(queue) as conn:
+            check_schema(conn)
     app = create_app(settings, options=options)
     import uvicorn
 

@@ -23,7 +23,7 @@ from sdcpp_service.cluster import claims
 from sdcpp_service.cluster.deathsignal import DeathSignal
 from sdcpp_service.cluster.localize import Localizer
 from sdcpp_service.cluster.publish import Publisher
-from sdcpp_service.cluster.queues import ANY, TASK, make_app, queue_for
+from sdcpp_service.cluster.queues import ANY, TASK, UPSCALE, make_app, queue_for
 from sdcpp_service.cluster.reaper import reap
 from sdcpp_service.cluster.store import check_schema, connect, decode_images
 from sdcpp_service.config import Settings
@@ -80,7 +80,8 @@ class Runner:
 
     @property
     def queues(self) -> list[str]:
-        return [queue_for(n) for n in self.models] + ([ANY] if self.cfg.any_model else [])
+        models = [queue_for(n) for n in self.models]
+        return [*models, *([ANY] if self.cfg.any_model else []), UPSCALE]
 
     async def run(self) -> None:
         from psycopg_pool import AsyncConnectionPool

@@ -249,3 +249,23 @@ def test_every_route_answers_on_an_api_node(cluster: Cluster) -> None:
             bad[path] = r.text[:200]
     assert bad == {}
     assert api.post("/api/v1/models/load", json={"model": "beta"}).status_code == 503
+
+
+def test_upscale_jobs_run_on_any_worker(cluster: Cluster) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    cluster.worker("alpha", name="u0")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8), (10, 200, 30)).save(buf, format="PNG")
+    r = api.post("/api/v1/jobs", json={"kind": "upscale", "model": "nearest", "scale": 2,
+                                       "image": base64.b64encode(buf.getvalue()).decode()})  # fmt: skip
+    assert r.status_code == 202, r.text
+    view = cluster.wait_job(api, r.json()["id"], ("completed", "failed"))
+    assert view["status"] == "completed", view
+    image = Image.open(io.BytesIO(api.get(view["outputs"][0]["url"]).content))
+    assert image.size == (32, 16) and image.getpixel((5, 5)) == (10, 200, 30)

@@ -58,3 +58,14 @@ def test_worker_needs_models_to_serve(pg_url: str) -> None:
     out = runner.invoke(build("worker"), ["worker", "--queue", pg_url])
     assert out.exit_code == 2
     assert "give --preload MODEL" in out.output
+
+
+def test_serve_and_worker_refuse_a_missing_queue_in_one_line(pg_url: str) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    for name, extra in (("serve", []), ("worker", ["--any"])):
+        out = runner.invoke(build(name), [name, "--queue", dead, *extra])
+        assert out.exit_code == 1, out.output
+        assert out.output.strip().splitlines()[-1].startswith(
+            "error: cannot reach the queue database:")  # fmt: skip
+        bare = runner.invoke(build(name), [name, "--queue", pg_url, *extra])
+        assert bare.exit_code == 1 and "run `sdcpp queue migrate" in bare.output
