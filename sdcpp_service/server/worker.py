@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import pickle
 import threading
 from collections.abc import Callable
@@ -72,9 +73,19 @@ def as_sent(exc: BaseException) -> SdcppError:
     return EngineError(f"internal error in the engine worker: {type(exc).__name__}: {exc}")
 
 
+#: How much lower than the server's the engine workers' CPU priority is (``nice``): on a busy
+#: machine the API process then answers at once (``/health``, progress, job lists), while the
+#: engine still gets every cycle the server does not need.
+WORKER_NICE = 10
+
+
 def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
     """The child process: start the engine, then serve calls until ``stop`` or EOF."""
     out_dir = Path(outputs)
+    try:
+        os.nice(WORKER_NICE)
+    except (AttributeError, OSError):  # not on this platform, or not allowed: run as is
+        pass
     from sdcpp_service.engine import aborts
 
     # a native assertion fails the running call with its likely cause, then the process ends

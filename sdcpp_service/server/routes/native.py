@@ -96,7 +96,7 @@ def _names(svc: Service) -> dict[str, str]:
 async def create_job(request: Request) -> Response:
     svc, job, images = await _job_from(request)
     live = await svc.submit(job, images)
-    view = job_view(svc, live.job)
+    view = await asyncio.to_thread(job_view, svc, live.job)
     return JSONResponse(view, status_code=202, headers={"Location": view["urls"]["self"]})
 
 
@@ -146,7 +146,8 @@ async def _job_from(request: Request) -> tuple[Service, Job, Any]:
 
 async def get_job(request: Request) -> Response:
     svc = service(request)
-    return JSONResponse(job_view(svc, svc.job(request.path_params["id"])))
+    job_id = request.path_params["id"]  # the store and the model folders are read off the loop
+    return JSONResponse(await asyncio.to_thread(lambda: job_view(svc, svc.job(job_id))))
 
 
 def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -166,8 +167,12 @@ async def list_jobs(request: Request) -> Response:
     limit = _int_arg(request, "limit", 50, 1, 1000)
     offset = _int_arg(request, "offset", 0, 0, 10**9)
     jobs, total = await svc.list_jobs(status, limit, offset)
-    names = _names(svc)
-    views = [job_view(svc, j, names) for j in jobs]
+
+    def views_of() -> list[dict[str, Any]]:
+        names = _names(svc)
+        return [job_view(svc, j, names) for j in jobs]
+
+    views = await asyncio.to_thread(views_of)
     return JSONResponse({"jobs": views, "total": total, "limit": limit, "offset": offset})
 
 
@@ -182,13 +187,13 @@ async def cancel_job(request: Request) -> Response:
 
 
 async def delete_job(request: Request) -> Response:
-    job = service(request).delete_job(request.path_params["id"])
+    job = await asyncio.to_thread(service(request).delete_job, request.path_params["id"])
     return JSONResponse({"deleted": job.id})
 
 
 async def job_events(request: Request) -> Response:
     svc = service(request)
-    svc.job(request.path_params["id"])  # 404 before the stream starts
+    await asyncio.to_thread(svc.job, request.path_params["id"])  # 404 before the stream starts
     return sse.event_stream(svc.events(request.path_params["id"]))
 
 
