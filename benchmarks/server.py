@@ -160,6 +160,8 @@ def mixed(args: Any) -> int:
     totals: dict[int, float] = {}
     each: dict[int, list[float]] = {1: [], 2: []}
     reloads: dict[int, int] = {}
+    #: seconds in the engine's generate call, and the rest of each job on its worker (load)
+    split: dict[int, list[float]] = {1: [0.0, 0.0], 2: [0.0, 0.0]}
     warm: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -183,6 +185,10 @@ def mixed(args: Any) -> int:
                         t1 = time.perf_counter()
                         http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
                         each[workers].append(time.perf_counter() - t1)
+                        t = http.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]
+                        engine = float(t["timings"].get("engine_total") or 0.0)
+                        split[workers][0] += engine
+                        split[workers][1] += float(t["timings"]["running_seconds"]) - engine
                     totals[workers] = time.perf_counter() - t0
                     reloads[workers] = _loads(http) - before
                     if workers == 2:
@@ -197,7 +203,15 @@ def mixed(args: Any) -> int:
         line = " ".join(f"{t:.2f}" for t in each[n])
         print(f"--workers {n}: total {totals[n]:8.2f} s  ({totals[n] / jobs:.2f} s a job; "
               f"{reloads[n]} model loads during the jobs; each: {line})")  # fmt: skip
+    for n in (1, 2):
+        print(f"--workers {n}: in the engine {split[n][0]:.2f} s, rest of the jobs on the "
+              f"worker (model loads) {split[n][1]:.2f} s")  # fmt: skip
     print(f"workers-2 / workers-1 = {totals[2] / totals[1]:.3f}  (target <= 0.6)")
+    loads = split[1][1] - split[2][1]
+    print(
+        f"model loads are {100 * loads / totals[1]:.0f} % of the --workers 1 total; "
+        f"engine time alone varies {split[2][0] / max(split[1][0], 1e-9):.2f}x between the runs"
+    )
     for w in warm:
         rss, model = w["resident_bytes"] / 1e6, w["model_bytes"] / 1e6
         print(f"worker {w['id']}: {w['model_name']}: RSS {rss:.0f} MB (model {model:.0f} MB)")

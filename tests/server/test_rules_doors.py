@@ -101,6 +101,11 @@ def test_missing_components_are_422_naming_each_and_its_pull_command(
         "clip_l": "sdcpp pull comfyanonymous/flux_text_encoders clip_l.safetensors",
         "t5xxl": T5_PULL,
     }
+    assert {m["field"]: m["optional"] for m in view["missing"]} == {
+        "vae": False,
+        "clip_l": True,
+        "t5xxl": True,  # text encoders may be left out
+    }
     assert client.get("/api/v1/models/alpha").json()["missing"] == []
 
 

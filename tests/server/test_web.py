@@ -75,3 +75,23 @@ def test_config_without_credentials(client: object) -> None:
     assert "&quot;bearer&quot;:false" in page and "&quot;basic&quot;:false" in page
     workers = "/api/v1/workers" in {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
     assert f"&quot;workers&quot;:{'true' if workers else 'false'}" in page
+
+
+def test_config_carries_the_rules_bounds(make_client: MakeClient) -> None:
+    import html
+    import json
+
+    from sdcpp_service import rules
+
+    page = make_client(max_steps=40).get("/").text
+    found = re.search(r'<meta name="sdcpp-config" content="([^"]*)">', page)
+    assert found is not None
+    bounds = json.loads(html.unescape(found.group(1)))["rules"]
+    assert bounds["frames"] == [1, rules.MAX_FRAMES]
+    assert bounds["width"] == [rules.MIN_SIDE, rules.MAX_SIDE]
+    assert bounds["cfg_scale"] == [
+        rules.GENERATION["cfg_scale"].lo,
+        rules.GENERATION["cfg_scale"].hi,
+    ]
+    assert bounds["steps"] == [1, 40]  # this server's --max-steps
+    assert "prompt" not in bounds and "preview" not in bounds

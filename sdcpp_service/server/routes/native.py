@@ -249,8 +249,8 @@ def _missing_view(svc: Service, info: ModelInfo) -> list[dict[str, Any]]:
     if info.kind != "model":
         return []
     return [
-        {"component": exc.kind, "field": checks.component_field(exc.kind),
-         "message": exc.reason, "hint": exc.hint}
+        {"component": exc.kind, "field": checks.component_field(exc.kind), "message": exc.reason,
+         "hint": exc.hint, "optional": checks.component_field(exc.kind) in OPTIONAL_SLOTS}
         for exc in missing(info, {}, svc.settings)
     ]  # fmt: skip
 

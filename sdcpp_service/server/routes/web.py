@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
+from sdcpp_service import rules
 from sdcpp_service.server.routes.common import service
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -34,9 +35,17 @@ _CONFIG_TAG = '<meta name="sdcpp-config" content="{}">'
 def page_config(request: Request) -> dict[str, object]:
     svc = service(request)
     paths = {getattr(r, "path", "") for r in request.app.routes}
+    bounds = {
+        name: [rule.lo, rule.hi]
+        for name, rule in {**rules.GENERATION, **rules.KIND_FIELDS}.items()
+        if rule.kind in (int, float)
+    }
+    if svc.options.max_steps:  # this server's own, lower, limit
+        bounds["steps"][1] = min(bounds["steps"][1] or svc.options.max_steps, svc.options.max_steps)
     return {
         "auth": {"bearer": bool(svc.options.api_keys), "basic": bool(svc.options.api_auth)},
         "workers": "/api/v1/workers" in paths,
+        "rules": bounds,
     }
 
 

@@ -83,10 +83,24 @@ async function modelChanged(applyDefaults) {
     const what = [entry.arch, entry.variant, info?.engine_version].filter(Boolean).join(" · ");
     lines.push(`${what}${entry.loaded ? " · warm (loaded)" : ""}`);
   }
-  for (const need of catalog.lacking(name)) {
+  const lacks = catalog.lacking(name);
+  for (const need of lacks) {
     const fix = need.hint ? `run ${need.hint}` : "add one to the model folder";
     lines.push(`lacks a ${need.component}: ${fix}`);
   }
+  $("model-without").replaceChildren(
+    ...lacks
+      .filter((need) => need.optional)
+      .map((need) => {
+        const label = document.createElement("label");
+        label.className = "check";
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.dataset.without = need.field;
+        label.append(box, ` run without the ${need.component} (lower quality)`);
+        return label;
+      }),
+  );
   if (info && info.supported === false) lines.push(`not supported: ${info.reason}`);
   $("model-info").textContent = lines.join("\n");
   F.showMode();
@@ -118,6 +132,9 @@ async function body() {
   if (kind === "controlnet") out.control_image = images.control_image;
   if (kind === "edit") out.ref_images = images.ref_images;
   if (kind === "video" && images.end_image) out.end_image = images.end_image;
+  for (const box of document.querySelectorAll("#model-without input:checked")) {
+    out[box.dataset.without] = false;
+  }
   return out;
 }
 
@@ -214,7 +231,18 @@ function wire() {
   });
 }
 
+/** Number inputs take the bounds the server's rules declare (``config.rules``). */
+function applyRules() {
+  for (const [name, [lo, hi]] of Object.entries(config.rules || {})) {
+    const el = F.form.elements.namedItem(name);
+    if (!(el instanceof HTMLInputElement) || el.type !== "number") continue;
+    if (lo !== null) el.min = String(lo);
+    if (hi !== null) el.max = String(hi);
+  }
+}
+
 async function main() {
+  applyRules();
   wire();
   if ((config.auth?.bearer || config.auth?.basic) && !api.auth.get()) await askCredentials();
   await catalog.loadOptions();
