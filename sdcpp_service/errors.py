@@ -190,7 +190,7 @@ class StorageFull(SdcppError):
     def __init__(self, path: str | Path) -> None:
         super().__init__(
             f"no space left on the disk holding {path}: free some space there (or point "
-            "--data-dir at a larger disk); jobs run again as soon as there is room"
+            "--data-dir at a larger disk)"
         )
         self.path = str(path)
 

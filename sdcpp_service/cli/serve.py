@@ -222,6 +222,10 @@ def serve(
 
         with connect(queue) as conn:
             check_schema(conn)
+    if not queue:  # the job store opens now: a full disk is one line, not a failed start-up
+        from sdcpp_service.server.sqlite import SQLiteJobStore
+
+        SQLiteJobStore(settings.data_dir / "jobs.sqlite").close()
     app = create_app(settings, options=options)
     import uvicorn
 

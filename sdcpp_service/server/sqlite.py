@@ -90,6 +90,15 @@ def _row(row: sqlite3.Row) -> Job:
     )
 
 
+def _nearly_full(folder: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
+
+
 class SQLiteJobStore:
     """The :class:`~sdcpp_service.server.store.JobStore` in one SQLite file (WAL). Calls are
     short and serialized by a lock (safe from any thread)."""
@@ -98,6 +107,14 @@ class SQLiteJobStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        try:
+            self._open(path)
+        except sqlite3.Error as exc:  # a full disk (its WAL and index files cannot be made)
+            if is_full(exc) or _nearly_full(path.parent):
+                raise StorageFull(path.parent) from exc
+            raise
+
+    def _open(self, path: Path) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -40,6 +40,17 @@ def models(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def warm(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One real server shared by the tests that leave it as they found it (a warm worker)."""
+    served = serve(tmp_path_factory.mktemp("warm"), models, "data", "--preload", "sdxs")
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        served.close()
+
+
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[list[Served]]:
     started: list[Served] = []
@@ -108,14 +119,78 @@ def test_disk_full_during_a_job_fails_it_and_the_queue_goes_on(
                       after.json()["id"]: "completed"}  # fmt: skip
 
 
+FILL_STORE = """
+import sys
+from pathlib import Path
+from sdcpp_service.server.jobs import Job, new_id
+from sdcpp_service.server.sqlite import SQLiteJobStore
+from tests.server.reliable import fill
+store = SQLiteJobStore(Path(sys.argv[1]) / "jobs.sqlite")
+store.submit(Job(new_id(), "txt2img", "m", {}))
+store.close()
+fill(Path(sys.argv[1]))
+"""
+
+
+def test_serve_on_a_full_disk_says_so_in_one_line(tmp_path: Path, model_dir: Path) -> None:
+    """A restart on a full disk: the store cannot even open; one line, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.server.reliable import SERVE
+
+    prefix = namespace_command()
+    if prefix is None:
+        unavailable("cannot mount a tmpfs here (no unshare -m / -rm) for a small data dir")
+    data = tmp_path / "data"
+    data.mkdir()
+    script = (
+        'mount -t tmpfs -o "size=$1" tmpfs "$2" && "$3" -c "$FILL" "$2" && shift 3 && exec "$@"'
+    )
+    serve_cmd = [*SERVE, "--port", "0", "--models", str(model_dir), "--data-dir", str(data)]
+    cmd = [*prefix, "--propagation", "private", "sh", "-c", script, "sh", "4m", str(data),
+           sys.executable]  # fmt: skip
+    import os
+
+    env = {**os.environ, "FILL": FILL_STORE}
+    done = subprocess.run([*cmd, *serve_cmd], capture_output=True, timeout=120, env=env)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "Traceback" not in err and err.strip().splitlines() == [
+        f"error: no space left on the disk holding {data}: free some space there (or point "
+        "--data-dir at a larger disk)"
+    ]
+
+
 @pytest.mark.engine
-def test_kill_9_of_the_worker_costs_its_job_only(
-    models: Path, tmp_path: Path, servers: list[Served]
-) -> None:
-    served = serve(tmp_path, models, "data", "--preload", "sdxs")
-    servers.append(served)
+def test_disconnect_cancels_and_delete_removes_every_file(warm: Served) -> None:
+    served = warm
     served.wait_ready()
-    ids = [served.submit({**SMALL, "steps": 8, "seed": s}).json()["id"] for s in (1, 2, 3)]
+    with pytest.raises(httpx.ReadTimeout):  # the A1111 client gives up mid-job
+        served.http.post("/sdapi/v1/txt2img", json={**SMALL, "steps": 30},
+                         timeout=httpx.Timeout(60, read=2))  # fmt: skip
+    cancelled = wait_for(
+        lambda: served.http.get("/api/v1/jobs?status=cancelled").json()["jobs"], 60, "a cancel"
+    )
+    assert len(cancelled) == 1 and served.http.get("/health").json()["running_count"] == 0
+
+    r = served.http.post("/v1/images/generations", json={"prompt": "x", "size": "64x64",
+                         "response_format": "url", "output_format": "webp", "n": 2})  # fmt: skip
+    assert r.status_code == 200, r.text
+    urls = [d["url"] for d in r.json()["data"]]
+    job_id = urls[0].rsplit("/", 1)[1].split("-", 1)[0]
+    outputs = served.data / "outputs"
+    assert len([p for p in outputs.iterdir() if p.name.startswith(job_id)]) == 4  # png + webp
+    assert served.http.delete(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert [p for p in outputs.iterdir() if p.name.startswith(job_id)] == []
+    assert [served.http.get(u).status_code for u in urls] == [404, 404]
+
+
+@pytest.mark.engine
+def test_kill_9_of_the_worker_costs_its_job_only(warm: Served) -> None:
+    served = warm
+    served.wait_ready()
+    ids = [served.submit({**SMALL, "steps": s, "seed": s}).json()["id"] for s in (8, 1, 2)]
     wait_for(lambda: served.job(ids[0])["progress"], 120, "the first job to start")
     worker = served.http.get("/api/v1/workers").json()["workers"][0]
     assert worker["current_job"] == ids[0]
@@ -137,7 +212,7 @@ def test_kill_9_of_the_server_loses_and_repeats_no_job(
     served = serve(tmp_path, models, "data", "--preload", "sdxs")
     servers.append(served)
     served.wait_ready()
-    ids = [served.submit({**SMALL, "steps": 6, "seed": s}).json()["id"] for s in (1, 2, 3)]
+    ids = [served.submit({**SMALL, "steps": s, "seed": s}).json()["id"] for s in (6, 1, 2)]
     wait_for(lambda: served.job(ids[0])["progress"], 120, "the first job to start")
     worker_pid = served.http.get("/api/v1/workers").json()["workers"][0]["pid"]
     served.kill(signal.SIGKILL)  # the server only: its worker is orphaned
@@ -162,33 +237,6 @@ def test_kill_9_of_the_server_loses_and_repeats_no_job(
     assert listing["total"] == 3 and sorted(j["id"] for j in listing["jobs"]) == sorted(ids)
     for job in jobs:
         assert [again.http.get(o["url"]).status_code for o in job["outputs"]] == [200]
-
-
-@pytest.mark.engine
-def test_disconnect_cancels_and_delete_removes_every_file(
-    models: Path, tmp_path: Path, servers: list[Served]
-) -> None:
-    served = serve(tmp_path, models, "data", "--preload", "sdxs")
-    servers.append(served)
-    served.wait_ready()
-    with pytest.raises(httpx.ReadTimeout):  # the A1111 client gives up mid-job
-        served.http.post("/sdapi/v1/txt2img", json={**SMALL, "steps": 30},
-                         timeout=httpx.Timeout(60, read=2))  # fmt: skip
-    cancelled = wait_for(
-        lambda: served.http.get("/api/v1/jobs?status=cancelled").json()["jobs"], 60, "a cancel"
-    )
-    assert len(cancelled) == 1 and served.http.get("/health").json()["running_count"] == 0
-
-    r = served.http.post("/v1/images/generations", json={"prompt": "x", "size": "64x64",
-                         "response_format": "url", "output_format": "webp", "n": 2})  # fmt: skip
-    assert r.status_code == 200, r.text
-    urls = [d["url"] for d in r.json()["data"]]
-    job_id = urls[0].rsplit("/", 1)[1].split("-", 1)[0]
-    outputs = served.data / "outputs"
-    assert len([p for p in outputs.iterdir() if p.name.startswith(job_id)]) == 4  # png + webp
-    assert served.http.delete(f"/api/v1/jobs/{job_id}").status_code == 200
-    assert [p for p in outputs.iterdir() if p.name.startswith(job_id)] == []
-    assert [served.http.get(u).status_code for u in urls] == [404, 404]
 
 
 # -- fake engine: load and hostile input --------------------------------------------------------
