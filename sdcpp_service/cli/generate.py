@@ -26,6 +26,13 @@ from sdcpp_service.cli._options import (
     engine_switches,
     ruled,
 )
+from sdcpp_service.cli._photomaker import (
+    PhotoMakerOpt,
+    PmIdEmbedOpt,
+    PmIdImagesOpt,
+    PmStyleStrengthOpt,
+    pm_params,
+)
 from sdcpp_service.cli._progress import Bar
 from sdcpp_service.cli._pull import PullOpt, ensure_model
 from sdcpp_service.errors import MissingComponent
@@ -237,29 +244,10 @@ def generate(
             "prompts followed less closely).",
         ),
     ] = False,
-    photo_maker: Annotated[
-        Path | None,
-        Opt(
-            "--photo-maker",
-            help="PhotoMaker model (SDXL): the person of --pm-id-images, where the prompt says "
-            "'img' after the class word ('a photo of a man img').",
-        ),
-    ] = None,
-    pm_id_images: Annotated[
-        list[Path] | None,
-        Opt("--pm-id-images", help="Folder (or image files, repeatable) showing the person."),
-    ] = None,
-    pm_id_embed: Annotated[
-        Path | None, Opt("--pm-id-embed", help="PhotoMaker v2's ID embed (face_detect.py).")
-    ] = None,
-    pm_style_strength: Annotated[
-        float | None,
-        ruled(
-            "pm_style_strength",
-            "--pm-style-strength",
-            help="How closely the ID is kept (default 20).",
-        ),
-    ] = None,
+    photo_maker: PhotoMakerOpt = None,
+    pm_id_images: PmIdImagesOpt = None,
+    pm_id_embed: PmIdEmbedOpt = None,
+    pm_style_strength: PmStyleStrengthOpt = None,
     diffusion_model: Annotated[
         bool, Opt("--diffusion-model", help="Load MODEL in the diffusion_model (DiT) slot.")
     ] = False,
@@ -349,9 +337,7 @@ def generate(
         "loras": lora or None,
         "vae_tiling": vae_tiling,
         "cache_mode": cache_mode,
-        "pm_id_images": [str(p) for p in pm_id_images] if pm_id_images else None,
-        "pm_id_embed": str(pm_id_embed) if pm_id_embed else None,
-        "pm_style_strength": pm_style_strength,
+        **pm_params(pm_id_images, pm_id_embed, pm_style_strength),
     }
     if hires:
         params.update(
