@@ -36,7 +36,9 @@ def free_port() -> int:
 class Throwaway:
     """``with Throwaway() as url:`` a running cluster, removed on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: str = "127.0.0.1", trust: str = "") -> None:
+        #: addresses to listen on, and a network (CIDR) whose clients are trusted as well
+        self.listen, self.trust = listen, trust
         self.dir = Path(tempfile.mkdtemp(prefix="sdcpp-pg-"))
         self.port = free_port()
         self.bin = bindir()
@@ -55,7 +57,10 @@ class Throwaway:
             shutil.chown(self.dir, "postgres")
         data = self.dir / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
-        opts = f"-c fsync=off -c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
+        if self.trust:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.trust} trust\n")
+        opts = f"-c fsync=off -c listen_addresses={self.listen} -p {self.port} -k {self.dir}"
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l",
                   str(self.dir / "log"), "start")  # fmt: skip
         self.started = True
