@@ -95,3 +95,20 @@ def test_config_carries_the_rules_bounds(make_client: MakeClient) -> None:
     ]
     assert bounds["steps"] == [1, 40]  # this server's --max-steps
     assert "prompt" not in bounds and "preview" not in bounds
+
+
+def test_readme_screenshots_exist() -> None:
+    """Every ``docs/*.png`` the README links is there: a real PNG of the size it was taken at."""
+    from PIL import Image
+
+    from tests.web.screenshots import SHOTS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\(docs/([\w.-]+\.png)\)", readme))
+    assert linked == set(SHOTS)
+    for name, context in SHOTS.items():
+        viewport = context["viewport"]
+        scale = int(context.get("device_scale_factor", 1))  # type: ignore[call-overload]
+        with Image.open(ROOT / "docs" / name) as im:
+            assert im.format == "PNG"
+            assert im.size == (viewport["width"] * scale, viewport["height"] * scale)  # type: ignore[index]
