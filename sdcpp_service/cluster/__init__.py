@@ -16,6 +16,9 @@
 
 Modules: :mod:`.schema` (DDL, ``migrate``, ``status``), :mod:`.store` (the API node's
 synchronous access), :mod:`.queues` (the procrastinate app, queue names), :mod:`.node` (the API
-node's service), :mod:`.listen` (its notifications), :mod:`.runner` (the worker host),
-:mod:`.reaper` (stalled jobs: re-run once, then ``worker_lost``).
+node's service), :mod:`.retention` (its outputs cache and retention), :mod:`.listen` (its
+notifications), :mod:`.stream` (SSE events), :mod:`.runner` (the worker host),
+:mod:`.claims` (a worker's claim and outcome statements), :mod:`.publish` (its events),
+:mod:`.localize` (a job's paths as the worker's files), :mod:`.deathsignal` (engines die with
+their worker), :mod:`.reaper` (stalled jobs: re-run once, then ``worker_lost``).
 """

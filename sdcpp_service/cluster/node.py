@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sdcpp_service.cluster.listen import Listener
 from sdcpp_service.cluster.queues import ANY, UPSCALE, defer, make_app, queue_for
+from sdcpp_service.cluster.retention import ClusterOutputs
 from sdcpp_service.cluster.store import PgStore, check_schema, connect
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import PIPELINE_KINDS, Engine
@@ -23,8 +22,7 @@ from sdcpp_service.server import models
 from sdcpp_service.server.errors import NotFound, QueueFull, ServiceError
 from sdcpp_service.server.jobs import FINISHED, Images, Job
 from sdcpp_service.server.live import Event, Live, progress_data, terminal_event
-from sdcpp_service.server.options import OUTPUT_NAME, ServerOptions
-from sdcpp_service.server.service import Service
+from sdcpp_service.server.options import ServerOptions
 from sdcpp_service.server.worker import error_data
 from sdcpp_service.types import Progress
 
@@ -59,7 +57,7 @@ def to_progress(data: Mapping[str, Any] | None) -> Progress | None:
                     str(data.get("phase", "sampling")))  # fmt: skip
 
 
-class ClusterService(Service):
+class ClusterService(ClusterOutputs):
     def __init__(self, settings: Settings, engine: Engine, options: ServerOptions) -> None:
         # The embedded service's own attributes first (whatever it grows); its SQLite store and
         # pool are never started here: every call that would use them is overridden below.
@@ -282,59 +280,6 @@ class ClusterService(Service):
         from sdcpp_service.cluster.stream import job_events
 
         return job_events(self, job_id)
-
-    # -- outputs and retention ------------------------------------------------------------------
-
-    def output_path(self, name: str) -> Any:
-        """The output's file in this node's cache, fetched from the database when missing."""
-        if not OUTPUT_NAME.match(name):
-            raise NotFound(f"no output '{name}'")
-        path = self.outputs / name
-        if not path.is_file():
-            data = self.pg.output(name)
-            if data is None:
-                raise NotFound(f"no output '{name}'")
-            tmp = path.with_name(f"{name}.{os.getpid()}.incomplete")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return path
-
-    def prune(self, now: float | None = None) -> list[str]:
-        hours = self.options.keep_jobs_hours
-        old: list[Job] = []
-        if hours > 0:
-            old = self.pg.prune((time.time() if now is None else now) - hours * 3600)
-            for job in old:
-                self._remove_outputs(job)
-        return [j.id for j in old] + self.cap_outputs()
-
-    def cap_outputs(self, keep: str = "") -> list[str]:
-        cap = self.options.keep_outputs_gb
-        if cap <= 0:
-            return []
-        limit, total = int(cap * 1e9), self.pg.outputs_bytes()
-        removed: list[str] = []
-        for job in self.pg.finished_oldest_first():
-            if total <= limit:
-                break
-            size = self.pg.job_bytes(job.id)
-            if job.id != keep and self.pg.delete(job.id) is not None:
-                self._remove_outputs(job)
-                total -= size
-                removed.append(job.id)
-        return removed
-
-    def delete_job(self, job_id: str) -> Job:
-        from sdcpp_service.server.errors import JobNotDone
-
-        job = self.job(job_id)
-        if job.state not in FINISHED:
-            raise JobNotDone(f"job '{job_id}' is {job.state}: cancel it first")
-        deleted = self.pg.delete(job_id)
-        if deleted is None:
-            raise NotFound(f"no job '{job_id}'")
-        self._remove_outputs(deleted)
-        return deleted
 
 
 __all__ = ["ClusterService", "Images", "NoWorker", "progress_data", "terminal_event"]
