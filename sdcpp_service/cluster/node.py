@@ -198,6 +198,21 @@ class ClusterService(ClusterOutputs):
         self._follow[job.id] = asyncio.get_running_loop().create_task(self._track(live))
         return live
 
+    async def run(self, job: Job, images: Mapping[str, bytes | list[bytes]],
+                  client: str = "") -> Job:  # fmt: skip
+        """Submit and wait, as :meth:`Service.run` does (on whichever worker runs it)."""
+        from sdcpp_service.server.errors import Timeout
+        from sdcpp_service.server.worker import JobError
+
+        live = await self.submit(job, images, client)
+        try:
+            await asyncio.wait_for(live.done.wait(), self.options.sync_timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"job {job.id} is still running; follow /api/v1/jobs/{job.id}") from None
+        if live.job.state == "failed":
+            raise JobError(live.job.error or {})
+        return live.job
+
     async def _track(self, live: Live) -> None:
         """Keep ``live`` up to date until its job ends (for the synchronous dialects)."""
         queue = self.listener.watch(live.job.id)

@@ -230,6 +230,17 @@ def test_every_route_answers_on_an_api_node(cluster: Cluster) -> None:
     assert bad == {}
     assert api.post("/api/v1/models/load", json={"model": "beta"}).status_code == 503
 
+    # the library's submit-and-wait on an API node
+
+    from sdcpp_service.server.jobs import Job
+
+    node = api.app.state.service  # type: ignore[attr-defined]
+    model = str(node.resolve_model("alpha").path)
+    job = Job(id="lib-run-1", kind="txt2img", model=model,
+              params={"prompt": "x", "width": 64, "height": 64, "steps": 2, "seed": 6})  # fmt: skip
+    done = api.portal.call(node.run, job, {})  # type: ignore[union-attr]
+    assert done.state == "completed" and done.result["seeds"] == [6]
+
 
 def test_upscale_jobs_run_on_any_worker(cluster: Cluster) -> None:
     import base64
