@@ -180,7 +180,7 @@ def keyed(browser: Any, kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> I
     models = root / "models"
     _place(kit.path("sdxs"), models / "checkpoints", link=True)
     _place(kit.files("flux")["diffusion_model"], models / "diffusion_models", link=True)
-    with serve(models, root / "data", "--api-key", KEY) as live:
+    with serve(models, root / "data", "--api-key", KEY, "--api-auth", "al:pw1") as live:
         yield live
 
 
@@ -211,6 +211,30 @@ def test_api_key_is_asked_once_and_kept(browser: Any, keyed: Server, console: Co
         page.get_by_label("API key").fill(KEY)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_selector("body[data-ready=true]")
+    finally:
+        ctx.close()
+    assert console.errors == []
+
+
+def test_basic_auth_sign_in(browser: Any, keyed: Server, console: Console) -> None:
+    console.allow("401")
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    ctx.set_default_timeout(60_000)
+    try:
+        page = ctx.new_page()
+        console.attach(page)
+        page.goto(keyed.url + "/")
+        page.locator("#auth-dialog").wait_for()
+        page.get_by_label("User").fill("al")
+        page.get_by_label("Password").fill("wrong")
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#auth-dialog").wait_for()  # refused: asked again
+        page.get_by_label("User").fill("al")
+        page.get_by_label("Password").fill("pw1")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator("#model option").count() >= 2
+        assert str(page.evaluate("localStorage.getItem('sdcpp.auth')")).startswith("Basic ")
     finally:
         ctx.close()
     assert console.errors == []
