@@ -106,6 +106,7 @@ def run(
     load: dict[str, Any],
     params: dict[str, Any],
 ) -> None:
+    from sdcpp_service.engine.generate import encodes
     from sdcpp_service.engine.images import save_image
     from sdcpp_service.engine.pipeline import Pipeline
 
@@ -115,7 +116,14 @@ def run(
         for k, v in load.items()
         if v not in (None, False, "", 0) or (k == "t5xxl" and v is False)  # False: without it
     }
-    with interruptible(), stdout_to_stderr(), Pipeline.load(model, slot=slot, **load) as pipe:
+    # one image per process: free each stage's weights when it is done, and skip the VAE
+    # encoder when nothing is encoded, as sd-cli does (the peak is then one stage, not all)
+    load.setdefault("vae_decode_only", not encodes(params))
+    with (
+        interruptible(),
+        stdout_to_stderr(),
+        Pipeline.load(model, slot=slot, one_shot=True, **load) as pipe,
+    ):
         request = pipe.request(prompt, **params)
         tty = sys.stderr.isatty()
         with Bar(enabled=tty and not as_json, lines=not tty and not as_json) as bar:

@@ -113,7 +113,7 @@ def _verify(job: dict[str, Any], channel: _Channel) -> None:
     slots = {spec["slot"]: job["output"], **spec.get("with", {})}
     options = LoadOptions(**slots, vae_decode_only=True)
     t0 = time.perf_counter()
-    with Pipeline(options, Settings.from_env(), hash_fn=None) as pipe:
+    with Pipeline(options, Settings.from_env(), hash_fn=None, one_shot=True) as pipe:
         load_s = time.perf_counter() - t0
         size: list[int] = []
         gen_s = 0.0

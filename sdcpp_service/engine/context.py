@@ -248,11 +248,16 @@ class Context(NativeOwner):
 
     _free_fn = "free_sd_ctx"
 
-    def __init__(self, options: LoadOptions, threads: int) -> None:
+    def __init__(self, options: LoadOptions, threads: int, single_use: bool = False) -> None:
+        """``single_use=True`` is sd-cli's ``free_params_immediately``: each stage's weights are
+        freed as soon as that stage is done, so the peak holds one stage, not all of them; the
+        context then serves exactly one generation (:meth:`use` refuses a second)."""
         from pathlib import Path
 
         self.options = options
         self.threads = threads
+        self.single_use = single_use
+        self._used = False
         rt = runtime()
         lib = rt.native.lib
         for slot, path in options.components().items():
@@ -278,7 +283,7 @@ class Context(NativeOwner):
             self._keep.append(arr)
         params.tensor_type_rules = options.tensor_type_rules.encode("utf-8")
         params.vae_decode_only = options.vae_decode_only
-        params.free_params_immediately = False
+        params.free_params_immediately = single_use
         params.n_threads = threads
         params.wtype = enum_value("type", options.wtype, "wtype")
         params.rng_type = enum_value("rng", options.rng, "rng")
@@ -309,6 +314,17 @@ class Context(NativeOwner):
             detail = rt.log.last_error(mark) or "the engine could not load it"
             raise EngineError(f"{options.main_path}: failed to load model: {detail}")
         self._ctx: Any = ctx
+
+    def use(self) -> Any:
+        """The handle for one generation call (a single-use context gives it out once)."""
+        handle = self.handle
+        if self.single_use and self._used:
+            raise EngineError(
+                "this pipeline was loaded for one generation (one_shot=True) and has freed its "
+                "weights; load it again, or load without one_shot to keep them"
+            )
+        self._used = True
+        return handle
 
     @property
     def handle(self) -> Any:

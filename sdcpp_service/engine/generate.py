@@ -6,6 +6,7 @@ import ctypes
 import math
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sdcpp_service import rules
@@ -192,12 +193,40 @@ def _cache_mode(name: str) -> int:
     return table[key]
 
 
+#: hires upscalers that decode, resize in pixel space and encode again (sd-cli's list)
+_PIXEL_HIRES = ("lanczos", "nearest", "model")
+_ENCODE_FIELDS = ("init_image", "ref_images", "hires", "hires_upscaler", "hires_model")
+
+
+def encodes(fields: Mapping[str, Any]) -> bool:
+    """Whether a request (its fields, as ``GenerateRequest`` names them) needs the VAE encoder:
+    an init image, reference images or a pixel-space hires pass — what makes sd-cli load the
+    encoder (``vae_decode_only = false`` in examples/cli/main.cpp)."""
+    if fields.get("init_image") is not None or fields.get("ref_images"):
+        return True
+    upscaler = str(fields.get("hires_upscaler") or "latent").strip().lower()
+    return bool(fields.get("hires")) and (
+        bool(fields.get("hires_model")) or upscaler in _PIXEL_HIRES
+    )
+
+
 def generate(
     ctx: Context, req: GenerateRequest, progress: ProgressCallback | None = None
 ) -> GenerateResult:
     """Run one request on ``ctx``; the images come back at the requested (or hires) size."""
     t_start = time.perf_counter()
     validate(ctx, req)
+    if ctx.options.vae_decode_only and encodes({f: getattr(req, f) for f in _ENCODE_FIELDS}):
+        field = (
+            "init_image"
+            if req.init_image is not None
+            else "ref_images"
+            if req.ref_images
+            else "hires"
+        )
+        raise InvalidRequest(
+            field, "needs the VAE encoder, but the model was loaded with vae_decode_only=True"
+        )
     seed = req.seed if req.seed >= 0 else random.randint(0, MAX_SEED)
     keep: list[Any] = []
     params, resolved = build_params(ctx, req, seed, keep)
@@ -208,7 +237,7 @@ def generate(
         mark = rt.log.mark()
         t_native = time.perf_counter()
         with aborts.running("generating", ctx.options.components(), [lo.path for lo in req.loras]):
-            ptr = rt.native.lib.generate_image(ctx.handle, ctypes.byref(params))
+            ptr = rt.native.lib.generate_image(ctx.use(), ctypes.byref(params))
         native_seconds = time.perf_counter() - t_native
         errors = rt.log.since(mark, 3)
     images = images_from_c(ptr, req.batch) if ptr else []

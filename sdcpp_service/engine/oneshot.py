@@ -64,5 +64,6 @@ def generate_video(
     def sha256(path: str) -> str:
         return hash_file(path, settings).sha256
 
-    with Pipeline(options, settings, hash_fn=sha256, info=info) as pipe:
+    # one video per call: each stage's weights are freed when it is done, as sd-cli does
+    with Pipeline(options, settings, hash_fn=sha256, info=info, one_shot=True) as pipe:
         return render_video(pipe, prompt, output, force=force, progress=progress, **params)

@@ -64,6 +64,7 @@ class Pipeline:
         hash_fn: HashFn | None = None,
         info: Any = None,
         request_defaults: dict[str, Any] | None = None,
+        one_shot: bool = False,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.options = options
@@ -72,7 +73,7 @@ class Pipeline:
         #: generation parameters given to ``load`` (``vae_tiling=True``…): every request's default
         self.request_defaults = dict(request_defaults or {})
         threads = options.threads or self.settings.default_threads
-        self.context = Context(options, threads=threads)
+        self.context = Context(options, threads=threads, single_use=one_shot)
 
     @classmethod
     def load(
@@ -81,13 +82,20 @@ class Pipeline:
         *,
         settings: Settings | None = None,
         slot: str | None = None,
+        one_shot: bool = False,
         **components_and_options: Any,
     ) -> Pipeline:
         """Load ``model`` (a path or a catalog name). Keyword arguments are component files
         (``vae``, ``taesd``, ``clip_l``, ``clip_g``, ``t5xxl``, ``llm``, ``control_net``, …) and
         load options (``threads``, ``offload_to_cpu``, ``flash_attn``…); generation parameters
         (``vae_tiling``, ``steps``, ``sampler``…) become the defaults of every request;
-        ``slot="diffusion_model"`` forces the DiT loader slot."""
+        ``slot="diffusion_model"`` forces the DiT loader slot.
+
+        ``one_shot=True`` is for a pipeline that serves one generation (as sd-cli does): the
+        engine frees each stage's weights as soon as it is done, so the memory peak is the
+        largest stage instead of the whole model; a second generation raises ``EngineError``.
+        Add ``vae_decode_only=True`` when that generation encodes nothing (no init or
+        reference image, no pixel-space hires pass) to skip loading the VAE encoder."""
         settings = settings or Settings.from_env()
         defaults = {
             _ALIASES.get(k, k): components_and_options.pop(k)
@@ -100,7 +108,14 @@ class Pipeline:
         def sha256(path: str) -> str:
             return hash_file(path, settings).sha256
 
-        return cls(options, settings, hash_fn=sha256, info=info, request_defaults=defaults)
+        return cls(
+            options,
+            settings,
+            hash_fn=sha256,
+            info=info,
+            request_defaults=defaults,
+            one_shot=one_shot,
+        )
 
     # -- generation -------------------------------------------------------------------------
 

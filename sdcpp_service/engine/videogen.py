@@ -222,7 +222,7 @@ def generate(
         files, loras = pipe.options.components(), [lo.path for lo in req.loras]
         with aborts.running("generating a video", files, loras):
             ptr = rt.native.lib.generate_video(
-                pipe.context.handle, ctypes.byref(params), ctypes.byref(count)
+                pipe.context.use(), ctypes.byref(params), ctypes.byref(count)
             )
         native_seconds = time.perf_counter() - t_native
         errors = rt.log.since(mark, 3)
