@@ -91,12 +91,14 @@ def ensure_peers(
     cache: Path = DEFAULT_CACHE,
     jobs: int = 2,
     log: Callable[[str], None] = print,
+    need_server: bool = True,
 ) -> tuple[Path, Path]:
-    """Paths of ``sd-cli`` and ``sd-server``, built first when missing."""
+    """Paths of ``sd-cli`` and ``sd-server``, built first when missing (``need_server=False``:
+    an existing ``sd-cli`` is enough)."""
     lib, preset = engine_library()
     build = cache / "peers" / f"{PINNED_BINDINGS}-{preset}"
     cli, server = build / "bin" / "sd-cli", build / "bin" / "sd-server"
-    if cli.is_file() and server.is_file():
+    if cli.is_file() and (server.is_file() or not need_server):
         return cli, server
     sd = (source or fetch_source(cache)) / "vendor" / "stable-diffusion.cpp"
     project = build / "project"

@@ -7,6 +7,8 @@ Environment variables (all optional):
   (default: ``$XDG_DATA_HOME/sdcpp-service`` or ``~/.local/share/sdcpp-service``).
 - ``SDCPP_THREADS``: engine thread count (default: physical cores).
 - ``SDCPP_DEBUG``: ``1`` shows tracebacks in the CLI.
+- ``SDCPP_PNG_LEVEL``: zlib level 0–9 of the PNGs the server writes (default 1: they are made
+  to be sent; 9 gives the smallest files, slowest).
 - ``SD_VK_DEVICE``: the engine's own choice of Vulkan device (read by the engine; mirrored by
   ``sdcpp info`` to say which device runs).
 """
@@ -56,6 +58,8 @@ class Settings:
     threads: int = 0
     debug: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: the server's PNG compression level (``SDCPP_PNG_LEVEL``)
+    png_level: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +72,13 @@ class Settings:
         raw = env.get("SDCPP_THREADS", "").strip()
         if raw.isdigit():
             threads = int(raw)
+        level = env.get("SDCPP_PNG_LEVEL", "").strip() or "1"
+        if not (level.isdigit() and int(level) <= 9):
+            from sdcpp_service.errors import InvalidRequest
+
+            raise InvalidRequest("SDCPP_PNG_LEVEL", f"'{level}' is not a zlib level 0-9")
         return cls(
+            png_level=int(level),
             data_dir=_default_data_dir(env),
             model_dirs=tuple(dict.fromkeys(dirs)),
             threads=threads,
