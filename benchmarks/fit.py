@@ -36,12 +36,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "fit_child.py"
 RUNS = Path(__file__).resolve().parent / "fit_runs.json"
 SETTINGS = {"default": {}, "low": {"vae_tiling": True, "flash_attn": True}}
+#: How the process holds its weights: ``warm`` keeps them (a server worker, a reused Pipeline),
+#: ``one_shot`` frees each stage's as it ends and skips the VAE encoder (``sdcpp generate``).
+MODES = ("warm", "one_shot")
 TARGET = 0.15
 
 
-def run_case(model: str, width: int, height: int, batch: int, switches: dict[str, bool]) -> dict:
+def run_case(
+    model: str, width: int, height: int, batch: int, switches: dict[str, bool], mode: str = "warm"
+) -> dict:
     """One fresh process: its engine buffer lines, peak RSS bytes and wall seconds."""
     args = [f"{k}={int(v)}" for k, v in sorted(switches.items())]
+    if mode == "one_shot":
+        args.append("one_shot=1")
     cmd = [sys.executable, str(CHILD), model, str(width), str(height), str(batch), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
@@ -65,23 +72,31 @@ def kit_path(name: str) -> str:
 
 def measure(ns: argparse.Namespace) -> None:
     runs: list[dict] = json.loads(ns.runs.read_text()) if ns.runs.exists() else []
-    done = {(r["model"], r["width"], r["height"], r["batch"], r["setting"]) for r in runs}
-    cases = [("base", 0, 0, 0, "default")]
+    done = {(r["model"], r["width"], r["height"], r["batch"], r["setting"], mode_of(r))
+            for r in runs}  # fmt: skip
+    cases = [("base", 0, 0, 0, "default", "warm")]
     for model in ns.models.split(","):
         for size in (int(s) for s in ns.sizes.split(",")):
             for batch in (int(b) for b in ns.batches.split(",")):
                 for setting in SETTINGS:
-                    cases.append((model, size, size, batch, setting))
-    for model, w, h, batch, setting in cases:
-        if (model, w, h, batch, setting) in done:
+                    for mode in ns.modes.split(","):
+                        cases.append((model, size, size, batch, setting, mode))
+    for model, w, h, batch, setting, mode in cases:
+        if (model, w, h, batch, setting, mode) in done:
             continue
         path = "base" if model == "base" else kit_path(model)
-        result = run_case(path, w, h, batch, SETTINGS[setting])
-        row = {"model": model, "width": w, "height": h, "batch": batch, "setting": setting}
+        result = run_case(path, w, h, batch, SETTINGS[setting], mode)
+        row = {"model": model, "width": w, "height": h, "batch": batch, "setting": setting,
+               "mode": mode}  # fmt: skip
         runs.append({**row, **result})
         ns.runs.write_text(json.dumps(runs, indent=1) + "\n")
-        print(f"{model:6} {w}x{h} b{batch} {setting:7} peak {result['peak_rss'] / 2**20:8.1f} MB"
-              f"  {result['seconds']:6.1f} s", flush=True)  # fmt: skip
+        print(f"{model:6} {w}x{h} b{batch} {setting:7} {mode:8} peak "
+              f"{result['peak_rss'] / 2**20:8.1f} MB  {result['seconds']:6.1f} s", flush=True)  # fmt: skip
+
+
+def mode_of(run: dict) -> str:
+    """A run's mode (runs recorded before one-shot runs existed were warm)."""
+    return str(run.get("mode", "warm"))
 
 
 def _case(run: dict) -> tuple[dict[str, str], object, object]:
@@ -147,7 +162,7 @@ def derive(ns: argparse.Namespace) -> None:
     xs, ys = [], []
     for run in fit_runs:
         plan, req, sw = _case(run)
-        est = estimate(plan, req, sw, table=bare)
+        est = estimate(plan, req, sw, one_shot=mode_of(run) == "one_shot", table=bare)
         xs.append(run["width"] * run["height"] * run["batch"])
         ys.append(run["peak_rss"] - est.peak_ram_bytes)
     c0, c1 = np.polynomial.polynomial.polyfit(np.array(xs, float), np.array(ys, float), 1)
@@ -177,16 +192,16 @@ def check(ns: argparse.Namespace) -> float:
     runs = [r for r in json.loads(ns.runs.read_text()) if r["model"] != "base"]
     held = {int(s) for s in ns.hold_out.split(",") if s}
     worst = 0.0
-    print(f"{'model':6} {'size':>9} {'batch':>5} {'switches':8} {'measured':>10} "
+    print(f"{'model':6} {'size':>9} {'batch':>5} {'switches':8} {'mode':8} {'measured':>10} "
           f"{'predicted':>10} {'ratio':>6}")  # fmt: skip
     for run in runs:
         plan, req, sw = _case(run)
-        est = estimate(plan, req, sw)
+        est = estimate(plan, req, sw, one_shot=mode_of(run) == "one_shot")
         ratio = est.peak_ram_bytes / run["peak_rss"]
         worst = max(worst, abs(ratio - 1))
         tag = " (held out)" if run["width"] in held else ""
         print(f"{run['model']:6} {run['width']:>4}x{run['height']:<4} {run['batch']:>5} "
-              f"{run['setting']:8} {run['peak_rss'] / 2**20:8.0f}MB {est.peak_ram_bytes / 2**20:8.0f}MB "
+              f"{run['setting']:8} {mode_of(run):8} {run['peak_rss'] / 2**20:8.0f}MB {est.peak_ram_bytes / 2**20:8.0f}MB "
               f"{ratio:6.3f}{tag}")  # fmt: skip
     verdict = "within" if worst <= TARGET else "OUTSIDE"
     print(f"worst: {worst * 100:.1f} % off over {len(runs)} runs ({verdict} ±{TARGET * 100:.0f} %)")
@@ -202,6 +217,7 @@ def main() -> int:
         p.add_argument("--models", default="sdxs,sd1")
         p.add_argument("--sizes", default="64,128,256,384,512")
         p.add_argument("--batches", default="1,2")
+        p.add_argument("--modes", default=",".join(MODES))
         p.add_argument("--hold-out", default="384", help="sizes left out of the fit")
     ns = parser.parse_args(sys.argv[1:] or ["all"])
     if ns.step in ("measure", "all"):

@@ -1,7 +1,8 @@
 """One measured job for ``benchmarks/fit.py``: load, generate once, report the engine's buffers.
 
 Run as ``python benchmarks/fit_child.py MODEL WIDTH HEIGHT BATCH [switch=1 ...]`` (``base`` as
-MODEL loads only the engine library). The last stdout line is JSON: the engine's own
+MODEL loads only the engine library; ``one_shot=1`` loads as ``sdcpp generate`` does: each
+stage's weights freed when it is done, no VAE encoder). The last stdout line is JSON: the engine's own
 ``params backend buffer size`` and ``compute buffer size`` lines, in bytes, in log order. The
 parent reads the peak RSS of this process from ``os.wait4``.
 """
@@ -52,7 +53,10 @@ def main() -> None:
     width, height, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     switches = {k: v == "1" for k, v in (a.split("=", 1) for a in sys.argv[5:])}
     tiling = switches.pop("vae_tiling", False)
-    with sdcpp_service.Pipeline.load(model, threads=2, **switches) as pipe:
+    one_shot = switches.pop("one_shot", False)
+    if one_shot:
+        switches["vae_decode_only"] = True
+    with sdcpp_service.Pipeline.load(model, threads=2, one_shot=one_shot, **switches) as pipe:
         pipe.generate(
             "a fox", width=width, height=height, steps=1, seed=1, batch=batch, vae_tiling=tiling
         )

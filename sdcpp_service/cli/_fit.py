@@ -42,8 +42,10 @@ def apply_fit(
     load: dict[str, Any],
     params: dict[str, Any],
     max_memory: str | None,
+    one_shot: bool = True,
 ) -> None:
     """Estimate the job, update ``load``/``params`` with the chosen switches, say what changed.
+    The command runs one job per process (``one_shot``: each stage's weights freed when done).
 
     Raises :class:`~sdcpp_service.errors.DoesNotFit` before anything is loaded."""
     from sdcpp_service.config import Settings
@@ -75,7 +77,7 @@ def apply_fit(
         shape["hires_model"] = str(Path(params["hires_model"]))
     budget = budget_of(max_memory)
     try:
-        choice = choose(options, shape, budget)
+        choice = choose(options, shape, budget, one_shot=one_shot)
     except DoesNotFit:
         raise
     except (SdcppError, OSError, ValueError):
@@ -106,9 +108,11 @@ def plan_estimate(
     flash_attn: bool,
     mmap: bool,
     max_memory: str | None,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """``estimate`` (with the given switches) and ``fit`` (the choice for the budget, or the
-    refusal) of a ``size`` job on ``plan``, as JSON-ready data."""
+    refusal) of a ``size`` job on ``plan``, as JSON-ready data: as ``sdcpp generate`` runs it
+    (one shot), or as a warm server worker holds it (``warm``)."""
     from sdcpp_service.errors import DoesNotFit
     from sdcpp_service.fit import Switches, choose, estimate
 
@@ -117,11 +121,12 @@ def plan_estimate(
     if frames is not None:
         shape["frames"] = frames
     switches = Switches(vae_tiling=vae_tiling, flash_attn=flash_attn, mmap=mmap)
-    est = estimate(plan, shape, switches)
+    est = estimate(plan, shape, switches, warm=warm, one_shot=not warm)
     budget = budget_of(max_memory)
     out: dict[str, Any] = {"estimate": est.to_dict()}
     try:
-        out["fit"] = {**choose(plan, shape, budget, base=switches).to_dict(), "fits": True}
+        choice = choose(plan, shape, budget, base=switches, warm=warm, one_shot=not warm)
+        out["fit"] = {**choice.to_dict(), "fits": True}
     except DoesNotFit as exc:
         out["fit"] = {"fits": False, "error": str(exc), "needed_bytes": exc.needed_bytes,
                       "budget_bytes": exc.budget_bytes}  # fmt: skip

@@ -188,6 +188,14 @@ def plan_cmd(
     flash_attn: FlashAttnOpt = False,
     mmap: MmapOpt = False,
     max_memory: MaxMemoryOpt = None,
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server",
+            help="Estimate as a warm `sdcpp serve` worker holds the model (default: as "
+            "`sdcpp generate` runs it, freeing each stage's weights when done).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show which file goes to which loader slot for MODEL (components found by content);
@@ -205,7 +213,7 @@ def plan_cmd(
         from sdcpp_service.cli._fit import plan_estimate
 
         fitted = plan_estimate(result, size, batch, frames, vae_tiling, flash_attn, mmap,
-                               max_memory)  # fmt: skip
+                               max_memory, warm=server)  # fmt: skip
         data.update(fitted)
     if as_json:
         typer.echo(json.dumps(data, indent=2))

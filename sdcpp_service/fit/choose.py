@@ -146,12 +146,15 @@ def choose(
     quantize: bool = False,
     backend: str = "cpu",
     warm: bool = False,
+    one_shot: bool = False,
     table: Table | None = None,
 ) -> Choice:
     """The fastest switches that fit ``budget`` (default: available RAM less a margin).
 
     ``base`` are the job's switches (default: read from ``plan`` and ``request``); names in
-    ``fixed`` were set by the user and are never changed. Raises :class:`DoesNotFit`.
+    ``fixed`` were set by the user and are never changed; ``warm``/``one_shot`` say how the
+    process holds its weights (see :func:`~sdcpp_service.fit.estimate`). Raises
+    :class:`DoesNotFit`.
     """
     budget = budget or Budget.available()
     if base is None:
@@ -176,7 +179,9 @@ def choose(
     combos.sort(key=lambda c: (c[0], c[1]))
     best: Choice | None = None
     for _, _, sw, changed in combos:
-        est = estimate(plan, request, sw, backend=backend, warm=warm, table=table)
+        est = estimate(
+            plan, request, sw, backend=backend, warm=warm, one_shot=one_shot, table=table
+        )
         if budget.fits(est):
             return Choice(sw, est, changed, budget)
         if best is None or _need(est) < _need(best.estimate):

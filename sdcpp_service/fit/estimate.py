@@ -7,6 +7,11 @@ runner's compute buffer when its phase ends, so phases do not add up; ``mmap`` m
 whole while loading, and those pages count too. On a GPU build weights and buffers of the
 components on the device are counted as device memory instead (``*_on_cpu`` keep one on the
 CPU; ``offload_to_cpu`` keeps weights in RAM and copies the running one over).
+
+A one-shot run (``sdcpp generate``, ``Pipeline.load(one_shot=True)``: the engine's
+``free_params_immediately``) frees each component's weights once its last phase is over
+(:data:`HELD_ONE_SHOT`), and one that encodes nothing skips the VAE encoder's weights
+(``vae_decode_only``); a warm process (a server worker) holds every weight in every phase.
 """
 
 from __future__ import annotations
@@ -29,10 +34,24 @@ ACTIVE = {"conditioning": "text_encoders", "sampling": "diffusion_model", "decod
           "upscale": "upscaler"}  # fmt: skip
 #: glibc's largest dynamic mmap threshold (64-bit): once a freed buffer raised the threshold,
 #: buffers up to this size come from the heap and stay in the process when freed, so from the
-#: second image of a batch (or job of a warm process) on, small buffers of other phases remain.
+#: second image of a batch (or job of a warm process) on, small buffers of other phases remain
+#: (in a fresh process only those of the phases already run: a later phase allocated nothing).
 HEAP_KEEP = 32 * 2**20
 #: Default VAE tile of the engine (latent pixels per side).
 VAE_TILE = 32
+#: One-shot: the components whose weights are still held in each phase. The engine frees the
+#: text encoders after conditioning, the diffusion model (with its LoRAs and ControlNet) after
+#: sampling (after the hires pass, which runs the upscaler between two samplings), the VAE after
+#: decoding; a hires upscaler is loaded for the hires pass only.
+HELD_ONE_SHOT: dict[str, frozenset[str]] = {
+    "load": frozenset({"text_encoders", "diffusion_model", "vae", "control_net", "loras", "other"}),
+    "conditioning": frozenset(
+        {"text_encoders", "diffusion_model", "vae", "control_net", "loras", "other"}
+    ),
+    "sampling": frozenset({"diffusion_model", "vae", "control_net", "loras"}),
+    "decode": frozenset({"vae"}),
+    "upscale": frozenset({"diffusion_model", "vae", "control_net", "loras", "upscaler"}),
+}
 _ON_CPU = {"text_encoders": "clip_on_cpu", "vae": "vae_on_cpu", "control_net": "control_net_on_cpu"}
 
 
@@ -62,6 +81,7 @@ class Estimate:
     backend: str = "cpu"
     measured: bool = True
     notes: tuple[str, ...] = ()
+    one_shot: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +96,7 @@ class Estimate:
             },  # fmt: skip
             "switches": self.switches.to_dict(),
             "measured": self.measured,
+            "one_shot": self.one_shot,
             "notes": list(self.notes),
         }
 
@@ -103,6 +124,7 @@ class _Job:
     upscaler: str = ""
     tile: int = 128
     video: bool = False
+    esrgan: bool = False  # an upscale job (ESRGAN only), not a generation
 
 
 _SHAPE_DEFAULTS: dict[str, Any] = {
@@ -111,17 +133,23 @@ _SHAPE_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+_ENCODE_FIELDS = ("init_image", "ref_images", "hires", "hires_model", "hires_upscaler")
+
+
 def _job(request: Any) -> _Job:
     if isinstance(request, Mapping):  # a door's parsed fields, before images are read
         request = SimpleNamespace(**{**_SHAPE_DEFAULTS, **request})
     if isinstance(request, UpscaleJob):
-        return _Job(request.width, request.height, upscaler="?", tile=request.tile)
+        return _Job(request.width, request.height, upscaler="?", tile=request.tile, esrgan=True)
     job = _Job(int(request.width), int(request.height))
     job.batch = max(1, int(getattr(request, "batch", 1) or 1))
     frames = getattr(request, "frames", None)
     if frames is not None:
         job.frames, job.video = max(1, int(frames)), True
-    job.encode = any(getattr(request, k, None) is not None for k in ("init_image", "end_image"))
+    from sdcpp_service.engine.generate import encodes
+
+    fields = {k: getattr(request, k, None) for k in _ENCODE_FIELDS}
+    job.encode = encodes(fields) or getattr(request, "end_image", None) is not None
     job.control = getattr(request, "control_image", None) is not None
     job.loras = [lo.path for lo in getattr(request, "loras", None) or []]
     if getattr(request, "hires", False):
@@ -166,6 +194,7 @@ def estimate(
     *,
     backend: str = "cpu",
     warm: bool = False,
+    one_shot: bool = False,
     table: Table | None = None,
 ) -> Estimate:
     """Predict a job's peak RAM and device memory, split by phase and component.
@@ -173,7 +202,9 @@ def estimate(
     ``plan`` is a :class:`~sdcpp_service.models.LoadPlan`, the :class:`LoadOptions` of a
     pipeline, or a slot → path mapping; ``request`` a ``GenerateRequest``, ``VideoRequest``
     or :class:`UpscaleJob`; ``switches`` default to those of ``plan`` and ``request``;
-    ``warm``: the process has run a job before (a server worker), see :data:`HEAP_KEEP`.
+    ``warm``: the process has run a job before (a server worker), see :data:`HEAP_KEEP`;
+    ``one_shot``: the context serves this one job and frees each stage's weights when it is
+    done (``sdcpp generate``), see :data:`HELD_ONE_SHOT`.
     """
     table = table or default_table()
     slots, arch, wtype = _slots(plan)
@@ -187,6 +218,9 @@ def estimate(
         files.append(file_weights(job.upscaler, "upscaler"))
     lora_files = [file_weights(p, "lora") for p in job.loras]
     weights = sum_components([f.components for f in files])
+    one_shot = one_shot and not warm and not job.esrgan
+    if one_shot and not (job.encode or job.video) and weights.get("vae"):
+        weights["vae"] -= sum(f.vae_encoder for f in files)  # vae_decode_only, as sd-cli
     if lora_files:
         weights["loras"] = sum(sum(f.components.values()) for f in lora_files)
     notes: list[str] = []
@@ -214,6 +248,8 @@ def estimate(
         d: dict[str, int] = {}
         active = ACTIVE.get(phase)
         for comp, size in weights.items():
+            if one_shot and comp not in HELD_ONE_SHOT[phase]:
+                continue  # freed after its last phase, or not loaded yet
             held = "diffusion_model" if comp in ("loras", "control_net") else comp
             dev = on_device(held) and not switches.offload_to_cpu
             (d if dev else r)[comp] = size
@@ -223,10 +259,11 @@ def estimate(
             target = d if on_device(comp) else r
             target[comp] = target.get(comp, 0) + size
         if warm or job.batch > 1 or job.frames > 1:
+            before = PHASES[: PHASES.index(phase)]
             kept = [
                 size
                 for other, parts in compute.items()
-                if other != phase
+                if other != phase and (warm or other in before)
                 for comp, size in parts.items()
                 if size <= HEAP_KEEP and not on_device(comp)
             ]
@@ -249,6 +286,7 @@ def estimate(
         backend=backend,
         measured=measured,
         notes=tuple(notes),
+        one_shot=one_shot,
     )
 
 

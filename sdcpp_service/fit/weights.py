@@ -79,19 +79,37 @@ def _group(name: str) -> str | None:
     return None
 
 
+#: Name prefixes of the VAE encoder once a component prefix is stripped: what the engine skips
+#: loading with ``vae_decode_only`` (``first_stage_model.encoder``, ``.quant``, ``tae.encoder``).
+_ENCODER = ("encoder.", "quant_conv.", "quant.")
+_VAE_PREFIXES = ("first_stage_model.", "vae.", "tae.")
+
+
+def is_vae_encoder(name: str) -> bool:
+    """Whether a VAE tensor belongs to the encoder (the part a decode-only context skips)."""
+    for prefix in _VAE_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return name.startswith(_ENCODER)
+
+
 @dataclass(frozen=True)
 class FileWeights:
-    """One file's weight bytes per component, and its size on disk (what mmap maps)."""
+    """One file's weight bytes per component, and its size on disk (what mmap maps);
+    ``vae_encoder`` is the part of ``components["vae"]`` a decode-only context skips."""
 
     path: str
     components: Mapping[str, int]
     file_bytes: int
+    vae_encoder: int = 0
 
 
 def file_weights(path: str | Path, slot: str, wtype: str | None = None) -> FileWeights:
     """Weight bytes of one file loaded in ``slot`` (``model`` splits a checkpoint by prefix)."""
     header = read_header(path)
     out: dict[str, int] = {}
+    encoder = 0
     fixed = SLOT_COMPONENTS.get(slot)
     for name, info in header.tensors.items():
         if fixed is not None:
@@ -101,8 +119,11 @@ def file_weights(path: str | Path, slot: str, wtype: str | None = None) -> FileW
             if group is None and name.startswith(("alphas_cumprod", "model_ema.", "lora")):
                 continue  # schedules, EMA copies: in the file, not loaded by the engine
             comp = _GROUPS.get(group or "", "diffusion_model" if group is None else "other")
-        out[comp] = out.get(comp, 0) + tensor_bytes(info, wtype)
-    return FileWeights(str(path), out, header.size)
+        size = tensor_bytes(info, wtype)
+        out[comp] = out.get(comp, 0) + size
+        if comp == "vae" and is_vae_encoder(name):
+            encoder += size
+    return FileWeights(str(path), out, header.size, encoder)
 
 
 def sum_components(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -140,6 +140,44 @@ def test_choose_the_cheapest_switches_that_fit(tmp_path: Path) -> None:
     assert quant.changed == ("wtype=q8_0",) and quant.switches.wtype == "q8_0"
 
 
+def test_one_shot_frees_each_stage_and_skips_the_encoder(tmp_path: Path) -> None:
+    """sd-cli's free_params_immediately: a phase holds only the weights still to be used; a
+    job that encodes nothing does not load the VAE encoder (vae_decode_only)."""
+    ckpt = write_sparse(tmp_path / "sd1e.safetensors", [
+        ("model.diffusion_model.input_blocks.0.0.weight", (320, 4, 3, 3), "F16"),
+        (f"{ATTN}.attn2.to_k.weight", (320, 768), "F16"),
+        ("model.diffusion_model.big.weight", (20 * MB // 4096, 4096), "F16"),
+        ("first_stage_model.decoder.conv_in.weight", (MB // 1024, 1024), "F32"),
+        ("first_stage_model.encoder.conv_in.weight", (MB // 2048, 1024), "F32"),
+        ("first_stage_model.quant_conv.weight", (8, 8, 1, 1), "F32"),
+        ("first_stage_model.post_quant_conv.weight", (4, 4, 1, 1), "F32"),
+        ("cond_stage_model.transformer.w", (3 * MB // 1024, 1024), "F16"),
+    ])  # fmt: skip
+    assert file_weights(ckpt, "model").vae_encoder == 2 * MB + 8 * 8 * 4
+    warm = estimate(plan_of(ckpt), req(512), table=TABLE)
+    once = estimate(plan_of(ckpt), req(512), one_shot=True, table=TABLE)
+    assert once.one_shot and once.to_dict()["one_shot"] is True and not warm.one_shot
+    decoder = 4 * MB + 4 * 4 * 4
+    assert once.weights["vae"] == decoder and warm.weights["vae"] == decoder + 2 * MB + 256
+    assert set(once.ram["load"]) == set(once.ram["conditioning"]) == {
+        "runtime", "text_encoders", "diffusion_model", "vae"}  # fmt: skip
+    assert set(once.ram["sampling"]) == {"runtime", "diffusion_model", "vae"}
+    assert set(once.ram["decode"]) == {"runtime", "vae", "images"}
+    assert once.ram["decode"]["vae"] == decoder + MB + 100_000 * 64 * 64
+    gone = warm.weights["diffusion_model"] + warm.weights["text_encoders"] + 2 * MB + 256
+    assert once.peak_ram_bytes == warm.peak_ram_bytes - gone  # both peak in decode here
+    edit = estimate(plan_of(ckpt), req(512, init_image=object()), one_shot=True, table=TABLE)
+    assert edit.weights["vae"] == warm.weights["vae"]  # img2img keeps the encoder
+    # a warm process (a server worker) holds everything whatever it is asked
+    assert estimate(plan_of(ckpt), req(512), warm=True, one_shot=True, table=TABLE).ram[
+        "decode"
+    ].keys() >= {"text_encoders", "diffusion_model"}
+    # what fits one-shot may not fit warm: the choice follows the mode
+    budget = Budget(once.peak_ram_bytes)
+    assert choose(plan_of(ckpt), req(512), budget, one_shot=True, table=TABLE).changed == ()
+    assert choose(plan_of(ckpt), req(512), budget, table=TABLE).changed == ("vae_tiling",)
+
+
 def test_budget_parsing() -> None:
     assert parse_bytes("6G") == 6 * 2**30 and parse_bytes("1500MB") == 1500 * MB
     assert parse_bytes("1.5GiB") == int(1.5 * 2**30) and parse_bytes("4096") == 4096
