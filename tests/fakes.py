@@ -5,6 +5,7 @@ suite (``tests/engine/test_contract.py``) holds it to the real engine's behaviou
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class FakeEngine:
 
     step_seconds: float = 0.0
     load_seconds: float = 0.0
+    #: a file path: each load waits until that file exists (a test opens the gate)
+    load_gate: str = ""
     loaded: str = ""
     loads: int = 0
     model: str = ""
@@ -61,6 +64,8 @@ class FakeEngine:
         key = f"{model}|{sorted(load.items())}"
         if key != self.loaded:
             time.sleep(self.load_seconds)
+            while self.load_gate and not os.path.exists(self.load_gate):
+                time.sleep(0.01)
             self.loaded, self.loads = key, self.loads + 1
             self.model, self.overrides = model, dict(load)
         return {"model": model, "loads": self.loads}

@@ -123,6 +123,13 @@ def _quote(value: str) -> str:
     return value
 
 
+def lora_hashes(pairs: list[tuple[str, str | None]]) -> str | None:
+    """A1111's ``Lora hashes`` value (``name: hash10, …``); LoRAs whose hash is not known yet
+    are left out, and the field too when none is known."""
+    known = [f"{name}: {short}" for name, short in pairs if short]
+    return ", ".join(known) if known else None
+
+
 def infotext(prompt: str, negative: str, fields: Mapping[str, Any]) -> str:
     """A1111 ``parameters`` text: prompt, ``Negative prompt:`` line, then ``Key: value, …``."""
     lines = [prompt]

@@ -23,7 +23,13 @@ from sdcpp_service.engine import loras as lora_mod
 from sdcpp_service.engine import names
 from sdcpp_service.engine.context import Context
 from sdcpp_service.engine.generate import generate, size_multiple
-from sdcpp_service.engine.images import GeneratedImage, infotext, load_image, size_for_image
+from sdcpp_service.engine.images import (
+    GeneratedImage,
+    infotext,
+    load_image,
+    lora_hashes,
+    size_for_image,
+)
 from sdcpp_service.engine.photomaker import id_images
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.models.loadplan import plan_model
@@ -46,7 +52,9 @@ _REQUEST_FIELDS = {f.name for f in dataclasses.fields(GenerateRequest)}
 #: Friendly aliases accepted by ``Pipeline.generate``.
 _ALIASES = {"negative": "negative_prompt", "cfg": "cfg_scale", "batch_count": "batch", "n": "batch"}
 
-HashFn = Callable[[str], str]
+#: path → sha256 hex; None when not known yet (a server worker reads only the cache: the hash is
+#: then left out of the infotext, as A1111 does, and computed in the background)
+HashFn = Callable[[str], str | None]
 #: Request fields where None is meaningful (engine default), not "unset".
 _NULLABLE = {"eta", "flow_shift", "image_cfg_scale", "sampler", "scheduler"}
 
@@ -207,7 +215,7 @@ class Pipeline:
             "Seed": seed,
             # A1111 records the first pass's size; the hires fields say how it grew
             "Size": f"{req.width}x{req.height}" if req.hires else f"{size[0]}x{size[1]}",
-            "Model hash": self._hash(main)[:10] if self._hash else None,
+            "Model hash": self.short_hash(main),
             "Model": Path(main).stem,
         }
         if self.options.diffusion_model:
@@ -219,9 +227,8 @@ class Pipeline:
         if req.control_image is not None:
             fields["ControlNet"] = f"{Path(self.options.control_net).stem} ({req.control_strength})"
         if req.loras:
-            fields["Lora hashes"] = ", ".join(
-                f"{lora_mod.display_name(lo)}: {self._hash(lo.path)[:10] if self._hash else ''}"
-                for lo in req.loras
+            fields["Lora hashes"] = lora_hashes(
+                [(lora_mod.display_name(lo), self.short_hash(lo.path)) for lo in req.loras]
             )
         if req.hires:
             fields["Denoising strength"] = req.hires_denoise
@@ -269,8 +276,10 @@ class Pipeline:
         return info
 
     def short_hash(self, path: str) -> str | None:
-        """A1111's short model hash (sha256[:10]) of ``path``, when hashing is set up."""
-        return self._hash(path)[:10] if self._hash else None
+        """A1111's short model hash (sha256[:10]) of ``path``, when hashing is set up and the
+        hash is known."""
+        found = self._hash(path) if self._hash else None
+        return found[:10] if found else None
 
     # -- lifetime ---------------------------------------------------------------------------
 

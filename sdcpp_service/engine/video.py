@@ -23,7 +23,7 @@ from PIL import Image
 
 from sdcpp_service._version import __version__
 from sdcpp_service.engine import names
-from sdcpp_service.engine.images import infotext, load_image
+from sdcpp_service.engine.images import infotext, load_image, lora_hashes
 from sdcpp_service.engine.videofile import check_target, save_video, video_target
 from sdcpp_service.engine.videogen import check_high_noise, generate, validate
 from sdcpp_service.errors import InvalidImage, InvalidRequest
@@ -164,8 +164,8 @@ def video_infotext(
         fields["Control frames"] = len(req.control_frames)
         fields["VACE strength"] = req.vace_strength
     if req.loras:
-        fields["Lora hashes"] = ", ".join(
-            f"{Path(lo.path).stem}: {pipe.short_hash(lo.path) or ''}" for lo in req.loras
+        fields["Lora hashes"] = lora_hashes(
+            [(Path(lo.path).stem, pipe.short_hash(lo.path)) for lo in req.loras]
         )
     fields["Version"] = f"sdcpp-service {__version__}"
     return infotext(req.prompt, req.negative_prompt, fields)

@@ -130,7 +130,9 @@ class PipelineEngine:
             pipe.close()
         self.model, self.overrides = "", {}
         hashes = HashCache(self.settings)
-        self.pipe = Pipeline(options, self.settings, hash_fn=hashes.sha256, info=info)
+        # the infotext waits for no hash: only cached ones are written (the service hashes
+        # the job's files in the background, at idle priority)
+        self.pipe = Pipeline(options, self.settings, hash_fn=hashes.known, info=info)
         self.model, self.overrides, self.loads = model, dict(load), self.loads + 1
         return {"model": model, "load_seconds": self.pipe.context.load_seconds}
 

@@ -9,7 +9,9 @@ Importable by the worker process: no web framework here.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +98,12 @@ def resolve(
     kinds: Sequence[str] = MAIN_KINDS,
     field: str = "model",
     strict: bool = False,
+    catalog: Sequence[ModelEntry] | None = None,
 ) -> ModelEntry:
     """A name (``sdxs``, a file name, an A1111 title ``name [hash]``, an alias) or a path inside
     the model folders → its entry. Anything outside the folders is refused as unknown; with
-    ``strict`` (add-ons and component slots) also a catalogued symlink whose target is outside."""
+    ``strict`` (add-ons and component slots) also a catalogued symlink whose target is outside.
+    ``catalog``: the entries to search (default: a fresh :func:`scan`)."""
     if not isinstance(value, str):
         raise InvalidRequest(field, f"must be a model name (a string), got {type(value).__name__}")
     if len(value) > 1000:
@@ -107,7 +111,9 @@ def resolve(
     text = _TITLE_HASH.sub("", value.strip())
     dirs = settings.model_dirs
     entries = [
-        e for e in scan(settings) if e.kind in kinds and (not strict or inside(e.path, dirs))
+        e
+        for e in (scan(settings) if catalog is None else catalog)
+        if e.kind in kinds and (not strict or inside(e.path, dirs))
     ]
     lowered = text.lower()
     tiers = (
@@ -127,6 +133,92 @@ def resolve(
                     if entry.path.resolve() == path.resolve():
                         return entry
     raise UnknownName(field, value, [e.name for e in entries])
+
+
+def generation(settings: Settings) -> tuple[tuple[str, int], ...]:
+    """What changes when a model is added, removed or renamed under the model folders: the
+    modification time of every folder the catalog walks (a file rewritten in place is caught
+    by :class:`ModelIndex`'s check of the file it resolved to)."""
+    from sdcpp_service.models.catalog import classify_root
+
+    out: list[tuple[str, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for root in settings.model_dirs:
+        root = Path(root).expanduser()
+        try:
+            out.append((str(root), root.stat().st_mtime_ns))
+        except OSError:
+            out.append((str(root), -1))
+            continue
+        for folder in classify_root(root).folders():
+            for dirpath, dirnames, _ in os.walk(folder, followlinks=True):
+                try:
+                    st = os.stat(dirpath)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    dirnames.clear()
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+                out.append((dirpath, st.st_mtime_ns))
+    return tuple(out)
+
+
+class ModelIndex:
+    """The server's catalog, scanned once per generation (:func:`generation`) instead of per
+    request, and the names it resolved; thread-safe (routes call it from worker threads)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: bumped each time the folders changed and were scanned again
+        self.number = 0
+        self._key: tuple[tuple[str, int], ...] | None = None
+        self._entries: list[ModelEntry] = []
+        self._resolved: dict[tuple[str, tuple[str, ...], str, bool], ModelEntry] = {}
+        self._lock = threading.Lock()
+
+    def entries(self, refresh: bool = False) -> list[ModelEntry]:
+        """Every usable model (the catalog), rescanned only when the folders changed."""
+        key = generation(self.settings)
+        with self._lock:
+            if refresh or key != self._key:
+                self._entries = scan(self.settings)
+                self._key, self.number = key, self.number + 1
+                self._resolved.clear()
+            return self._entries
+
+    def resolve(
+        self,
+        value: str,
+        kinds: Sequence[str] = MAIN_KINDS,
+        field: str = "model",
+        strict: bool = False,
+    ) -> ModelEntry:
+        """:func:`resolve` on the cached catalog; a name resolved before is answered from the
+        cache while its file is unchanged."""
+        catalog = self.entries()
+        if not isinstance(value, str):
+            return resolve(value, self.settings, kinds, field, strict, catalog)
+        key = (value, tuple(kinds), field, strict)
+        entry = self._resolved.get(key) or resolve(value, self.settings, kinds, field, strict,
+                                                   catalog)  # fmt: skip
+        if not _unchanged(entry):  # rewritten in place since the scan: detect it again
+            catalog = self.entries(refresh=True)
+            entry = resolve(value, self.settings, kinds, field, strict, catalog)
+        self._resolved[key] = entry
+        return entry
+
+    def name_of(self, path: str) -> str | None:
+        """The catalog name of the model at ``path``, if it is one."""
+        return next((e.name for e in self.entries() if str(e.path) == path), None)
+
+
+def _unchanged(entry: ModelEntry) -> bool:
+    try:
+        return entry.path.stat().st_mtime == entry.mtime
+    except OSError:
+        return False
 
 
 def resolve_loras(names: Iterable[str], dirs: Sequence[Path]) -> list[Path]:

@@ -73,7 +73,7 @@ def prepare(
             overrides[slot] = False
             continue
         try:
-            entry = models.resolve(str(given), service.settings, LOAD_SLOTS[slot], slot, True)
+            entry = service.index.resolve(str(given), LOAD_SLOTS[slot], slot, True)
             overrides[slot] = str(entry.path)
         except InvalidRequest as exc:
             problems[slot] = exc.reason

@@ -20,6 +20,7 @@ from sdcpp_service.engine.base import Engine
 from sdcpp_service.errors import Cancelled, InvalidRequest, StorageFull
 from sdcpp_service.server import a1111_options, fields, models, warming
 from sdcpp_service.server.errors import JobNotDone, NotFound, Timeout
+from sdcpp_service.server.hashing import IdleHasher
 from sdcpp_service.server.jobs import FINISHED, Job
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
 from sdcpp_service.server.outputs import job_files, remove_files
@@ -56,10 +57,15 @@ class Service(PoolStatus):
             storage=self.storage,
         )
         self.hashes = models.HashCache(settings)
+        #: hashes for the infotext, off every job's path (idle priority, in the background)
+        self.hasher = IdleHasher(settings)
+        #: the catalog, rescanned only when the model folders change (not per request)
+        self.index = models.ModelIndex(settings)
         self.started = time.time()
         #: A1111 options set by clients (persisted; echoed back by GET /sdapi/v1/options)
         self.a1111_options: dict[str, Any] = a1111_options.load(settings.data_dir)
         self._warming: asyncio.Task[None] | None = None
+        self.preloading = bool(options.preloads)
         self._housekeeping: set[asyncio.Future[list[str]]] = set()
         self._pruning: asyncio.Task[None] | None = None
 
@@ -90,14 +96,17 @@ class Service(PoolStatus):
 
         async def preload(name: str) -> None:
             try:
-                await warming.load_model(
-                    self.scheduler, str(self.resolve_model(name, "preload").path), {}
-                )
+                path = str(self.resolve_model(name, "preload").path)
+                await warming.load_model(self.scheduler, path, {})
+                self.hasher.want([path])
             except Exception as exc:
                 log.error("preloading %s: %s", name, exc)
 
-        await asyncio.gather(*(start(s) for s in self.pool.slots))
-        await asyncio.gather(*(preload(n) for n in self.options.preloads))
+        try:
+            await asyncio.gather(*(start(s) for s in self.pool.slots))
+            await asyncio.gather(*(preload(n) for n in self.options.preloads))
+        finally:  # a preload that failed is logged (and retried by its first job): ready anyway
+            self.preloading = False
 
     async def _prune_hourly(self) -> None:
         while True:
@@ -111,6 +120,7 @@ class Service(PoolStatus):
         for task in (self._warming, self._pruning):
             if task is not None and not task.done():
                 task.cancel()
+        self.hasher.close()
         await self.scheduler.stop()
         self.store.close()
 
@@ -121,7 +131,7 @@ class Service(PoolStatus):
         return self.settings.model_dirs
 
     def resolve_model(self, name: str, field: str = "model") -> models.ModelEntry:
-        return models.resolve(name, self.settings, models.MAIN_KINDS, field)
+        return self.index.resolve(name, models.MAIN_KINDS, field)
 
     def loaded_model(self) -> str:
         return self.scheduler.loaded.partition("|")[0]
@@ -131,7 +141,7 @@ class Service(PoolStatus):
             return str(self.resolve_model(self.options.preloads[0]).path)
         if self.loaded_model():
             return self.loaded_model()
-        for entry in models.scan(self.settings):
+        for entry in self.index.entries():
             if entry.kind in models.MAIN_KINDS:
                 return str(entry.path)
         raise InvalidRequest("model", "no model given and none found in the model folders")
@@ -140,17 +150,17 @@ class Service(PoolStatus):
         """An ESRGAN file by name or path inside the model folders (None: the first one); a
         file of another kind (a LoRA, a checkpoint) is refused naming what it is."""
         if name is None:
-            found = [e for e in models.scan(self.settings) if e.kind == "upscaler"]
+            found = [e for e in self.index.entries() if e.kind == "upscaler"]
             if not found:
                 raise InvalidRequest(
                     field, "no ESRGAN upscaler in the model folders; name one, or lanczos/nearest"
                 )
             return found[0]
         try:
-            return models.resolve(name, self.settings, ("upscaler",), field)
+            return self.index.resolve(name, ("upscaler",), field)
         except InvalidRequest as exc:
             try:
-                other = models.resolve(name, self.settings, models.ALL_KINDS, field)
+                other = self.index.resolve(name, models.ALL_KINDS, field)
             except InvalidRequest:
                 raise exc from None
             raise InvalidRequest(
@@ -158,17 +168,17 @@ class Service(PoolStatus):
             ) from None
 
     def model_name(self, path: str) -> str:
-        for entry in models.scan(self.settings):
-            if str(entry.path) == path:
-                return entry.name
-        return Path(path).stem
+        return self.index.name_of(path) or Path(path).stem
 
     # -- jobs ---------------------------------------------------------------------------------
 
     async def submit(
         self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = ""
     ) -> Live:
-        return await self.scheduler.submit(job, images, client)
+        live = await self.scheduler.submit(job, images, client)
+        if job.kind != "upscale":  # the infotext's model and LoRA hashes, for later jobs
+            self.hasher.want_job(job.model, job.load, job.params)
+        return live
 
     async def run(
         self, job: Job, images: Mapping[str, bytes | list[bytes]], client: str = ""

@@ -24,6 +24,8 @@ class PoolStatus:
     pool: Pool
     scheduler: Scheduler
     store: JobStore
+    #: ``--preload`` models still loading: /health says ``loading``, not ``ready``, till done
+    preloading: bool = False
 
     def model_name(self, path: str) -> str:
         raise NotImplementedError
@@ -123,10 +125,11 @@ class PoolStatus:
         return states
 
     def worker_state(self) -> str:
-        """One word for /health: ready (some worker can run jobs), failed, or starting."""
+        """One word for /health: ready (some worker can run jobs and every ``--preload`` model
+        is loaded), loading (workers up, preloads still loading), failed, or starting."""
         slots = self.pool.slots
         if any(s.worker.alive and s.worker.info for s in slots):
-            return "ready"
+            return "loading" if self.preloading else "ready"
         return "failed" if all(s.worker.error for s in slots) else "starting"
 
     def worker_error(self) -> str | None:

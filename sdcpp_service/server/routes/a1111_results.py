@@ -13,7 +13,6 @@ from typing import Any
 
 from sdcpp_service._version import __version__
 from sdcpp_service.engine import names
-from sdcpp_service.server import models
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.routes.a1111_settings import current
 from sdcpp_service.server.service import Service
@@ -80,7 +79,7 @@ def save_samples(svc: Service, job: Job) -> list[Path]:
 def _inpainting_model(svc: Service, job: Job) -> bool:
     if job.kind == "txt2img":
         return False
-    arch = next((e.arch for e in models.scan(svc.settings) if str(e.path) == job.model), None)
+    arch = next((e.arch for e in svc.index.entries() if str(e.path) == job.model), None)
     return bool(arch and "inpaint" in arch)
 
 

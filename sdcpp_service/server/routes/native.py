@@ -90,7 +90,7 @@ def job_view(svc: Service, job: Job, names: dict[str, str] | None = None) -> dic
 
 
 def _names(svc: Service) -> dict[str, str]:
-    return {str(e.path): e.name for e in models.scan(svc.settings)}
+    return {str(e.path): e.name for e in svc.index.entries()}
 
 
 async def create_job(request: Request) -> Response:
