@@ -11,9 +11,11 @@ Placement (:meth:`Pool.plan`), for the queue in order:
    ``window``), that job goes first, again at most ``max_skips`` times past the same job.
 
 Memory: every warm model is charged its resident size (what its worker grew by when it loaded,
-at least the files' size). A load that would take the total over ``max_memory`` first unloads
-idle workers' models (least recently used first), waits for busy ones, and a model larger than
-the whole budget is refused with a message naming both sizes.
+at least the files' size); a running job is charged its estimated peak
+(:mod:`sdcpp_service.fit`: weights plus the compute buffers of its size and switches, the
+``footprint`` the service estimated at submission). A job or load that would take the total
+over ``max_memory`` first unloads idle workers' models (least recently used first), waits for
+busy ones, and a model larger than the whole budget is refused with a message naming both sizes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server.worker import Worker, rss
 
 if TYPE_CHECKING:
+    from sdcpp_service.server.jobs import Job
     from sdcpp_service.server.scheduler import Live
 
 GB = 1e9
@@ -120,11 +123,13 @@ class Slot:
         else:
             self.forget()
 
-    def expect(self, model: str, load: Mapping[str, Any]) -> None:
-        """A job for ``model`` starts here: the worker loads it first (if it has not)."""
+    def expect(self, model: str, load: Mapping[str, Any], need: int = 0) -> None:
+        """A job for ``model`` starts here: the worker loads it first (if it has not); while it
+        runs it is charged ``need`` (its estimated peak) when that is more."""
         if self.key != model_key(model, load):
             self.key, self.model, self.load = model_key(model, load), model, dict(load)
             self.model_bytes = files_size(model, load)
+        self.model_bytes = max(self.model_bytes, need)
         self.last_used = time.monotonic()
 
     def warm(self, model: str, load: Mapping[str, Any]) -> None:
@@ -165,6 +170,8 @@ class Assignment:
 class Pool:
     slots: list[Slot]
     max_memory: int
+    #: a job's estimated peak bytes beyond its worker's runtime (None: not estimated)
+    footprint: Callable[[Job], int | None] | None = None
 
     @classmethod
     def create(
@@ -186,6 +193,15 @@ class Pool:
                 f"budget of {gb(self.max_memory)} (raise --max-memory)",
             )
 
+    def need(self, model: str, load: Mapping[str, Any], job: Job | None = None) -> int:
+        """Bytes ``model`` needs on a worker: ``job``'s estimated peak, else its files' size.
+        An estimate over the whole budget (a guess the submission let through: an unmeasured
+        family whose weights fit) asks for the whole budget, so the job runs alone."""
+        estimated = self.footprint(job) if job is not None and self.footprint else None
+        if estimated and self.max_memory:
+            estimated = min(estimated, self.max_memory)
+        return estimated or files_size(model, load)
+
     def holding(self, key: str) -> list[Slot]:
         return [s for s in self.slots if s.key == key]
 
@@ -202,8 +218,13 @@ class Pool:
                 out.append(Assignment(live, _pop(idle, self.least_wanted(idle, queue))))
                 continue
             warm = [s for s in idle if s.key == key]
-            if warm:
-                out.append(Assignment(live, _pop(idle, warm[0])))
+            if warm:  # its estimated peak may still need an idle worker's model unloaded
+                room = self.make_room(live.job.model, live.job.load, warm[0], idle, live.job)
+                if room is None:
+                    continue
+                for s in room:
+                    idle.remove(s)
+                out.append(Assignment(live, _pop(idle, warm[0]), room))
                 continue
             busy = [s for s in self.holding(key) if not s.idle]
             if not urgent and waiting.get(key, 0) < len(busy):
@@ -214,7 +235,7 @@ class Pool:
             if not urgent and not free:  # every idle worker is warm for a job just behind
                 continue
             slot = self.least_wanted(free or idle, queue[i + 1 :])
-            evict = self.make_room(live.job.model, live.job.load, slot, idle)
+            evict = self.make_room(live.job.model, live.job.load, slot, idle, live.job)
             if evict is None:  # busy workers hold the memory: wait for one to finish
                 continue
             for s in evict:
@@ -228,12 +249,19 @@ class Pool:
         return out
 
     def make_room(
-        self, model: str, load: Mapping[str, Any], slot: Slot, idle: Sequence[Slot]
+        self,
+        model: str,
+        load: Mapping[str, Any],
+        slot: Slot,
+        idle: Sequence[Slot],
+        job: Job | None = None,
     ) -> list[Slot] | None:
-        """Idle workers to unload so ``model`` fits on ``slot``; None: it must wait."""
-        if not self.max_memory or slot.key == model_key(model, load):
+        """Idle workers to unload so ``model`` (running ``job``) fits on ``slot``; None: it
+        must wait."""
+        if not self.max_memory:
             return []
-        need = files_size(model, load)
+        warm = slot.key == model_key(model, load)
+        need = max(self.need(model, load, job), slot.model_bytes if warm else 0)
         used = self.used(without=slot)
         evict: list[Slot] = []
         for other in sorted(idle, key=lambda s: s.last_used):

@@ -103,18 +103,26 @@ def prepare(
         _check_components(service, main, overrides, problems)
     fields.check(problems)
     params = {**values, "loras": [[n, w] for n, w in loras]}
-    _fit(service, kind, main, params, overrides, "init_image" in images)
-    return Job(new_id(), kind, main, params, overrides)
+    peak = _fit(service, kind, main, params, overrides, "init_image" in images)
+    job = Job(new_id(), kind, main, params, overrides)
+    if peak:  # the pool charges the running job this much (see server/pool.py)
+        service.footprints[job.id] = peak
+    return job
 
 
 def _fit(service: Service, kind: str, main: str, params: dict[str, Any],
-         load: dict[str, str | bool], has_init: bool) -> None:  # fmt: skip
+         load: dict[str, str | bool], has_init: bool) -> int:  # fmt: skip
     """Refuse (DoesNotFit → 422) a job whose estimate exceeds the memory budget, before any
-    load; turn on the switches it needs to fit (see :mod:`sdcpp_service.fit.job`)."""
+    load; turn on the switches it needs to fit (see :mod:`sdcpp_service.fit.job`). Returns the
+    job's estimated peak beyond a worker's runtime (0 when it cannot be estimated)."""
     from sdcpp_service.fit.job import fit_job, server_budget
 
     budget = server_budget(int(service.options.max_memory_gb * 1e9))
-    fit_job(kind, main, params, load, service.settings, budget, has_init)
+    choice = fit_job(kind, main, params, load, service.settings, budget, has_init)
+    if choice is None:
+        return 0
+    est = choice.estimate
+    return est.peak_ram_bytes - est.ram["load"].get("runtime", 0)
 
 
 def _init_image_size(

@@ -202,7 +202,8 @@ class Scheduler(Unsaved, Watchers):
                 a.slot.busy, a.slot.live, a.live.started = "job", a.live, time.monotonic()
                 self.running[a.live.job.id] = a.slot
                 if a.live.job.kind in PIPELINE_KINDS:
-                    a.slot.expect(a.live.job.model, a.live.job.load)
+                    job = a.live.job
+                    a.slot.expect(job.model, job.load, self.pool.need(job.model, job.load, job))
                 for other in a.evict:
                     other.busy = "unload"
                 task = asyncio.get_running_loop().create_task(self._execute(a))

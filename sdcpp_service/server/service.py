@@ -49,6 +49,9 @@ class Service(PoolStatus):
             int(options.max_memory_gb * GB),
         )
         self.storage = Storage(settings.data_dir)
+        #: job id → its estimated peak bytes (set at submission; the pool charges it)
+        self.footprints: dict[str, int] = {}
+        self.pool.footprint = lambda job: self.footprints.get(job.id)
         self.scheduler = Scheduler(
             self.store,
             self.pool,
@@ -242,6 +245,7 @@ class Service(PoolStatus):
 
     def _after_job(self, job: Job) -> None:
         """Once a job is finished: the disk cap, off the event loop."""
+        self.footprints.pop(job.id, None)
         if self.options.keep_outputs_gb > 0:
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self.cap_outputs, job.id)
