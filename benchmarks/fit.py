@@ -67,6 +67,8 @@ def kit_path(name: str) -> str:
     sys.path.insert(0, str(ROOT))
     from tests.synth.kit import build
 
+    if name == "esrgan":
+        return "esrgan=" + str(build("esrgan_x4")["upscaler"])
     return str(build(name)["model"])
 
 
@@ -75,12 +77,14 @@ def measure(ns: argparse.Namespace) -> None:
     done = {(r["model"], r["width"], r["height"], r["batch"], r["setting"], mode_of(r))
             for r in runs}  # fmt: skip
     cases = [("base", 0, 0, 0, "default", "warm")]
-    for model in ns.models.split(","):
-        for size in (int(s) for s in ns.sizes.split(",")):
-            for batch in (int(b) for b in ns.batches.split(",")):
+    for model in (m for m in ns.models.split(",") if m):
+        for size in (int(s) for s in ns.sizes.split(",") if s):
+            for batch in (int(b) for b in ns.batches.split(",") if b):
                 for setting in SETTINGS:
                     for mode in ns.modes.split(","):
                         cases.append((model, size, size, batch, setting, mode))
+    for tile in (int(t) for t in ns.tiles.split(",") if t):  # ESRGAN: one tile-sized image
+        cases.append(("esrgan", tile, tile, 1, "default", "warm"))
     for model, w, h, batch, setting, mode in cases:
         if (model, w, h, batch, setting, mode) in done:
             continue
@@ -101,8 +105,12 @@ def mode_of(run: dict) -> str:
 
 def _case(run: dict) -> tuple[dict[str, str], object, object]:
     sys.path.insert(0, str(ROOT))
-    from sdcpp_service.fit import Switches
+    from sdcpp_service.fit import Switches, UpscaleJob
     from sdcpp_service.types import GenerateRequest
+
+    if run["model"] == "esrgan":
+        job = UpscaleJob(run["width"], run["height"], tile=run["width"])
+        return {"upscaler": kit_path("esrgan").removeprefix("esrgan=")}, job, Switches()
 
     sw = Switches(**SETTINGS[run["setting"]])
     req = GenerateRequest("a fox", width=run["width"], height=run["height"], batch=run["batch"],
@@ -137,6 +145,11 @@ def derive(ns: argparse.Namespace) -> None:
     points: dict[str, list[tuple[float, float]]] = {}
     runners: dict[str, dict[str, set[str]]] = {}
     for run in fit_runs:
+        if run["model"] == "esrgan":  # T = pixels of one tile
+            for runner, size in run["compute"]:
+                k = costs.key(runner, "esrgan", False)
+                points.setdefault(k, []).append((run["width"] * run["height"], size))
+            continue
         arch = str(inspect(kit_path(run["model"])).arch)
         sw = SETTINGS[run["setting"]]
         lw, lh = run["width"] // 8, run["height"] // 8
@@ -161,12 +174,20 @@ def derive(ns: argparse.Namespace) -> None:
 
     xs, ys = [], []
     for run in fit_runs:
+        if run["model"] == "esrgan":  # the residual is the generations'
+            continue
         plan, req, sw = _case(run)
         est = estimate(plan, req, sw, one_shot=mode_of(run) == "one_shot", table=bare)
         xs.append(run["width"] * run["height"] * run["batch"])
         ys.append(run["peak_rss"] - est.peak_ram_bytes)
     c0, c1 = np.polynomial.polynomial.polyfit(np.array(xs, float), np.array(ys, float), 1)
     base = [r["peak_rss"] for r in runs if r["model"] == "base"]
+    up = []  # an upscale-only process: its own (smaller) runtime, the mean residual
+    for run in (r for r in fit_runs if r["model"] == "esrgan"):
+        plan, req, sw = _case(run)
+        up.append(run["peak_rss"] - estimate(plan, req, sw, table=bare).peak_ram_bytes)
+    if up:
+        table["upscale_runtime_bytes"] = int(sum(up) / len(up))
     from sdcpp_service._version import __version__
 
     table.update(runtime_bytes=int(c0), per_pixel_bytes=round(float(c1), 3), meta={
@@ -218,6 +239,7 @@ def main() -> int:
         p.add_argument("--sizes", default="64,128,256,384,512")
         p.add_argument("--batches", default="1,2")
         p.add_argument("--modes", default=",".join(MODES))
+        p.add_argument("--tiles", default="32,64,96,128", help="ESRGAN tile sizes")
         p.add_argument("--hold-out", default="384", help="sizes left out of the fit")
     ns = parser.parse_args(sys.argv[1:] or ["all"])
     if ns.step in ("measure", "all"):

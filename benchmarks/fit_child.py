@@ -2,7 +2,8 @@
 
 Run as ``python benchmarks/fit_child.py MODEL WIDTH HEIGHT BATCH [switch=1 ...]`` (``base`` as
 MODEL loads only the engine library; ``one_shot=1`` loads as ``sdcpp generate`` does: each
-stage's weights freed when it is done, no VAE encoder). The last stdout line is JSON: the engine's own
+stage's weights freed when it is done, no VAE encoder; ``esrgan=PATH`` as MODEL upscales one
+WIDTH×HEIGHT image with that ESRGAN, WIDTH pixels a tile). The last stdout line is JSON: the engine's own
 ``params backend buffer size`` and ``compute buffer size`` lines, in bytes, in log order. The
 parent reads the peak RSS of this process from ``os.wait4``.
 """
@@ -51,6 +52,18 @@ def main() -> None:
     import sdcpp_service
 
     width, height, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if model.startswith("esrgan="):  # one WIDTH×HEIGHT image upscaled, tile = WIDTH
+        from PIL import Image
+
+        from sdcpp_service.engine.upscale import Upscaler
+
+        up = Upscaler(model.removeprefix("esrgan="), 2, width)
+        try:
+            up.upscale(Image.new("RGB", (width, height), (90, 120, 200)), None)
+        finally:
+            up.close()
+        print(json.dumps({"params": grab.params, "compute": grab.compute}))
+        return
     switches = {k: v == "1" for k, v in (a.split("=", 1) for a in sys.argv[5:])}
     tiling = switches.pop("vae_tiling", False)
     one_shot = switches.pop("one_shot", False)

@@ -90,6 +90,36 @@ def apply_fit(
         typer.echo(choice.line(), err=True)
 
 
+def fit_upscale(
+    upscaler: str, sources: list[Path], tile: int | None, max_memory: str | None
+) -> int:
+    """The ESRGAN tile for these images under the budget (the largest that fits the largest
+    image; said in one line when it is not 128); a ``tile`` the user set is only checked.
+    Raises :class:`~sdcpp_service.errors.DoesNotFit` before anything is loaded."""
+    from PIL import Image
+
+    from sdcpp_service.fit.choose import TILES, choose_tile
+
+    width = height = 0
+    for src in sources:
+        try:
+            with Image.open(src) as im:  # the header only
+                if im.width * im.height > width * height:
+                    width, height = im.width, im.height
+        except OSError:
+            continue  # the image reports its own problem when it is read
+    if not width:
+        return tile or TILES[0]
+    chosen, est = choose_tile(upscaler, width, height, budget_of(max_memory), tile)
+    if tile is None and chosen != TILES[0]:
+        typer.echo(
+            f"fit: tile {chosen}: {est.summary()} for {width}x{height} within "
+            f"{budget_of(max_memory).describe()}",
+            err=True,
+        )
+    return chosen
+
+
 def parse_size(text: str) -> tuple[int, int]:
     from sdcpp_service.errors import InvalidRequest
 

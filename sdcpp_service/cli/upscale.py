@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
+from sdcpp_service.cli._fit import FitOpt, MaxMemoryOpt, fit_upscale
 from sdcpp_service.cli._interrupt import interruptible, stdout_to_stderr
 from sdcpp_service.cli._options import ForceOpt, JsonOpt, ThreadsOpt, ruled
 from sdcpp_service.cli._pull import PullOpt, ensure_model
@@ -81,8 +82,16 @@ def upscale(
         ruled("scale", "--scale", "-s", help="Target scale (default: the model's own factor)."),
     ] = None,
     tile: Annotated[
-        int, ruled("tile", "--tile", help="Tile size in pixels (bounds memory).")
-    ] = 128,
+        int | None,
+        ruled(
+            "tile",
+            "--tile",
+            help="Tile size in pixels (bounds memory; default 128, or "
+            "the largest that fits with --fit).",
+        ),
+    ] = None,
+    fit: FitOpt = True,
+    max_memory: MaxMemoryOpt = None,
     threads: ThreadsOpt = 0,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
@@ -105,7 +114,11 @@ def upscale(
         raise fail("no images found in the given inputs")
     if not is_builtin(model):
         ensure_model(model, pull, kind="upscaler")
-    with interruptible(), open_upscaler(model, settings, tile) as up:
+    if fit and not is_builtin(model):  # before the upscaler loads
+        from sdcpp_service.engine.upscale import resolve_upscaler
+
+        tile = fit_upscale(resolve_upscaler(model, settings), sources, tile, max_memory)
+    with interruptible(), open_upscaler(model, settings, tile or 128) as up:
         path = up.path
         label = f"{scale:g}" if scale is not None else str(up.factor)
         plan = [(src, output_for(src, output, len(sources) > 1, label)) for src in sources]

@@ -225,3 +225,32 @@ def _refusal(best: Estimate, budget: Budget, quantized: bool, model: str) -> Doe
         f"({budget.source}){hint}"
     )
     return DoesNotFit(message, budget_bytes=have, needed_bytes=need, estimate=best.to_dict())
+
+
+#: ESRGAN tile sizes an upscale may drop to, largest (fastest) first.
+TILES = (128, 96, 64, 48, 32)
+
+
+def choose_tile(
+    upscaler: str, width: int, height: int, budget: Budget, tile: int | None = None
+) -> tuple[int, Estimate]:
+    """The largest ESRGAN tile (from ``tile``, else 128, down to 32) whose upscale of a
+    ``width``×``height`` image fits ``budget``; a fixed ``tile`` is only checked. Raises
+    :class:`DoesNotFit` naming the smallest budget that would work."""
+    from sdcpp_service.fit.estimate import UpscaleJob
+
+    tiles = [tile] if tile else list(TILES)
+    best: Estimate | None = None
+    for size in tiles:
+        est = estimate({"upscaler": upscaler}, UpscaleJob(width, height, size))
+        if budget.fits(est):
+            return size, est
+        best = est
+    assert best is not None  # tiles is never empty
+    hint = "; try a smaller image" + ("" if tile is None else " or a smaller --tile")
+    message = (
+        f"needs at least {gb(best.peak_ram_bytes)} of RAM (estimated, tile {tiles[-1]}); the "
+        f"budget is {gb(budget.ram_bytes)} ({budget.source}){hint}"
+    )
+    raise DoesNotFit(message, budget_bytes=budget.ram_bytes, needed_bytes=best.peak_ram_bytes,
+                     estimate=best.to_dict())  # fmt: skip

@@ -71,6 +71,8 @@ class Table:
     runtime_bytes: int
     per_pixel_bytes: float
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: the runtime of a process that only upscales (no generation pipeline); 0: runtime_bytes
+    upscale_runtime_bytes: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Table:
@@ -82,6 +84,7 @@ class Table:
             runtime_bytes=int(data.get("runtime_bytes", 0)),
             per_pixel_bytes=float(data.get("per_pixel_bytes", 0.0)),
             meta=data.get("meta", {}),
+            upscale_runtime_bytes=int(data.get("upscale_runtime_bytes", 0)),
         )
 
     def family(self, arch: str) -> tuple[str, bool]:

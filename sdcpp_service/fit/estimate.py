@@ -244,7 +244,8 @@ def estimate(
     for phase in PHASES:
         if phase not in compute and phase != "load":
             continue
-        r: dict[str, int] = {"runtime": table.runtime_bytes}
+        runtime = table.upscale_runtime_bytes if job.esrgan else 0
+        r: dict[str, int] = {"runtime": runtime or table.runtime_bytes}
         d: dict[str, int] = {}
         active = ACTIVE.get(phase)
         for comp, size in weights.items():
