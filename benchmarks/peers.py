@@ -1,6 +1,7 @@
 """Ours against the engine's own binaries, side by side: ratios ours/peer and identical pixels.
 
-    python benchmarks/peers.py [--runs 3] [--threads 2] [--only cold,server,queue,upscale,start]
+    python benchmarks/peers.py [--runs 3] [--threads 2] [--only cold,upscale,server]
+                               [--cold sdxs:256,sd1:512]
 
 The peers, ``sd-cli`` and ``sd-server``, are built from the pinned bindings' vendored source into
 the cache dir when missing (``benchmarks/peerbuild.py``; a few minutes once), linked against the
@@ -177,7 +178,9 @@ class Bench:
         return out_o, out_p
 
     def cold(self) -> None:
-        for name, size in (("sdxs", 256), ("sd1", 512)):
+        for spec in self.args.cold.split(","):
+            name, _, side = spec.partition(":")
+            size = int(side or 512)
             model = self.models[name]
             o_args, p_args = self.gen_args(size)
 
@@ -309,6 +312,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--server-size", type=int, default=256)
     ap.add_argument("--only", default="cold,upscale,server", help="comma list of sections")
+    ap.add_argument("--cold", default="sdxs:256,sd1:512", help="MODEL:SIZE list for cold runs")
     ap.add_argument("--source", type=Path, help="unpacked bindings sdist for the peer build")
     args = ap.parse_args()
     only = set(args.only.split(","))
