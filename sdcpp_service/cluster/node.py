@@ -94,7 +94,7 @@ class ClusterService(ClusterOutputs):
     async def _reap(self) -> None:
         import psycopg
 
-        from sdcpp_service.cluster.reaper import reap
+        from sdcpp_service.cluster.reaper import reap, rehome
 
         while True:
             await asyncio.sleep(self.options.lost_after / 2)
@@ -103,6 +103,7 @@ class ClusterService(ClusterOutputs):
                     self.options.queue, autocommit=True
                 ) as conn:
                     await reap(self.app, conn, self.options.lost_after)
+                    await rehome(conn, self.options.lost_after)
             except Exception as exc:
                 log.error("checking for lost workers: %s", exc)
 

@@ -78,3 +78,28 @@ async def reap(app: Any, conn: Any, lost_after: float) -> tuple[list[str], list[
     if requeued or failed:
         log.warning("lost workers: %d job(s) re-queued, %d failed", len(requeued), len(failed))
     return requeued, failed
+
+
+async def rehome(conn: Any, lost_after: float) -> int:
+    """Jobs waiting on the queue of a model whose every worker is gone move to ``any`` while an
+    ``--any`` worker is alive (else they wait for one that serves the model); returns how many."""
+    from sdcpp_service.cluster.queues import ANY, queue_for
+
+    cur = await conn.execute(
+        "SELECT models, any_model FROM sdcpp_workers "
+        "WHERE now() - heartbeat < make_interval(secs => %s)",
+        (lost_after,),
+    )
+    live = await cur.fetchall()
+    if not any(any_model for _, any_model in live):
+        return 0
+    served = sorted({queue_for(str(m)) for models, _ in live for m in models})
+    cur = await conn.execute(
+        "UPDATE procrastinate_jobs SET queue_name = %s WHERE status = 'todo' "
+        "AND queue_name LIKE 'm:%%' AND NOT (queue_name = ANY(%s)) RETURNING id",
+        (ANY, served),
+    )
+    moved = len(await cur.fetchall())
+    if moved:
+        log.warning("%d job(s) for models no live worker serves moved to the --any workers", moved)
+    return moved

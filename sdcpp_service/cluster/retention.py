@@ -5,6 +5,7 @@ database on first read (the same URLs as the embedded server), and ``--keep-jobs
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -26,12 +27,15 @@ class ClusterOutputs(Service):
             raise NotFound(f"no output '{name}'")
         path = self.outputs / name
         if not path.is_file():
-            data = self.pg.output(name)
-            if data is None:
-                raise NotFound(f"no output '{name}'")
-            tmp = path.with_name(f"{name}.{os.getpid()}.incomplete")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            tmp = path.with_name(f"{name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+            try:
+                with open(tmp, "wb") as out:
+                    size = self.pg.copy_output(name, out)
+                if size is None:
+                    raise NotFound(f"no output '{name}'")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
         return path
 
     def prune(self, now: float | None = None) -> list[str]:

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS sdcpp_outputs (
     size bigint NOT NULL,
     data bytea NOT NULL
 );
+-- stored uncompressed (images and videos do not compress) so a chunk is read without the rest
+ALTER TABLE sdcpp_outputs ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE INDEX IF NOT EXISTS sdcpp_outputs_job ON sdcpp_outputs (job_id);
 CREATE TABLE IF NOT EXISTS sdcpp_workers (
     id text PRIMARY KEY,

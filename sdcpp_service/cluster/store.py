@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 from sdcpp_service.errors import QueueError
 from sdcpp_service.server.jobs import FINISHED, Images, Job
@@ -20,6 +20,8 @@ JOB_COLUMNS = (
 NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 #: the notification channel of job events (payload: JSON ``{"id", "event", "data"}``)
 CHANNEL = "sdcpp_events"
+#: bytes of an output read per query when an API node fills its cache
+OUTPUT_CHUNK = 1 << 20
 
 
 def connect(url: str) -> Any:
@@ -271,10 +273,21 @@ class PgStore:
 
     # -- outputs and workers --------------------------------------------------------------------
 
-    def output(self, name: str) -> bytes | None:
+    def copy_output(self, name: str, out: BinaryIO) -> int | None:
+        """Write output ``name`` to ``out`` a ``chunk`` at a time (a video never sits whole in
+        memory); returns its size, or ``None`` when there is no such output."""
         with self.conn() as c:
-            row = c.execute("SELECT data FROM sdcpp_outputs WHERE name = %s", (name,)).fetchone()
-        return bytes(row[0]) if row else None
+            row = c.execute("SELECT size FROM sdcpp_outputs WHERE name = %s", (name,)).fetchone()
+            if row is None:
+                return None
+            size, chunk = int(row[0]), OUTPUT_CHUNK
+            for start in range(0, size, chunk):
+                part = c.execute("SELECT substring(data FROM %s FOR %s) FROM sdcpp_outputs "
+                                 "WHERE name = %s", (start + 1, chunk, name)).fetchone()  # fmt: skip
+                if part is None:  # deleted meanwhile
+                    return None
+                out.write(bytes(part[0]))
+        return size
 
     def outputs_bytes(self) -> int:
         with self.conn() as c:

@@ -260,3 +260,58 @@ def test_upscale_jobs_run_on_any_worker(cluster: Cluster) -> None:
     assert view["status"] == "completed", view
     image = Image.open(io.BytesIO(api.get(view["outputs"][0]["url"]).content))
     assert image.size == (32, 16) and image.getpixel((5, 5)) == (10, 200, 30)
+
+
+def test_outputs_reach_a_node_in_chunks(cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An API node copies an output from the database a chunk per query into its cache (a video
+    never sits whole in its memory): the bytes served are the stored bytes, exactly."""
+    import sdcpp_service.cluster.store as store
+
+    reads: list[int] = []
+    real_copy = store.PgStore.copy_output
+
+    def counting(self, name, out):  # type: ignore[no-untyped-def]
+        size = real_copy(self, name, out)
+        reads.append(out.tell())
+        return size
+
+    monkeypatch.setattr(store, "OUTPUT_CHUNK", 97)
+    monkeypatch.setattr(store.PgStore, "copy_output", counting)
+    cluster.worker("alpha", name="c0")
+    api = cluster.node()
+    cluster.wait_workers(api, 1)
+    job_id = submit(api, "alpha", steps=2)
+    view = cluster.wait_job(api, job_id, ("completed", "failed"))
+    name = view["outputs"][0]["name"]
+    with psycopg.connect(cluster.url) as conn:
+        stored = bytes(conn.execute("SELECT data FROM sdcpp_outputs WHERE name = %s",
+                                    (name,)).fetchone()[0])  # fmt: skip
+    assert len(stored) > 3 * 97
+    served = api.get(view["outputs"][0]["url"])
+    assert served.status_code == 200 and served.content == stored
+    assert reads == [len(stored)]
+    assert api.get(view["outputs"][0]["url"]).content == stored and len(reads) == 1  # cached
+    missing = api.get(f"/api/v1/outputs/{'0' * 32}-0.png")
+    assert missing.status_code == 404 and reads[1:] == [0]  # asked, nothing written
+
+
+def test_jobs_waiting_for_a_lost_model_worker_move_to_an_any_worker(cluster: Cluster) -> None:
+    """A model's only worker dies with a job running and one waiting on the model's queue: both
+    move to the --any worker (the running one as its second attempt) instead of waiting forever."""
+    cluster.worker("alpha", step=0.2, name="only")
+    cluster.worker("beta", any_model=True, name="spare")
+    api = cluster.node()
+    cluster.wait_workers(api, 2)
+    running = submit(api, "alpha", steps=60)
+    wait_for(lambda: row(cluster.url, running)["owner"] == "only", 30, "claim by 'only'")
+    waiting = submit(api, "alpha")
+    os.kill(cluster.procs[0].pid, signal.SIGKILL)
+    for job_id, attempts in ((running, 2), (waiting, 1)):
+        view = cluster.wait_job(api, job_id, ("completed", "failed"), 60)
+        assert view["status"] == "completed", view
+        assert row(cluster.url, job_id) | {"error": None} == {
+            "owner": "spare",
+            "attempts": attempts,
+            "state": "completed",
+            "error": None,
+        }
