@@ -116,8 +116,8 @@ def estimate_view(
     out: dict[str, Any] = {"fits": True, "budget_bytes": budget.ram_bytes}
     try:
         plan, shape, switches = job_plan(kind, model, params, load, settings, has_init)
-    except SdcppError as exc:
-        return {**out, "fits": None, "message": f"cannot estimate: {exc}"}
-    est = estimate(plan, shape, switches, warm=True)
+        est = estimate(plan, shape, switches, warm=True)
+    except (SdcppError, KeyError, ValueError, OSError) as exc:  # e.g. an upscale's size is in
+        return {**out, "fits": None, "message": f"cannot estimate: {exc}"}  # its image
     changed = [n for n in ("flash_attn", "vae_tiling") if getattr(switches, n) and not asked.get(n)]
     return {**out, "switches": switches.to_dict(), "changed": changed, "estimate": est.to_dict()}

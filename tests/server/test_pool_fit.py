@@ -4,9 +4,13 @@ counting the files alone would have kept it."""
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from pathlib import Path
+from typing import Any
 
+from PIL import Image
 from starlette.testclient import TestClient
 
 from sdcpp_service.config import Settings
@@ -18,6 +22,9 @@ from sdcpp_service.server.pool import files_size
 from tests.fakes import FakeEngine
 
 MB = 2**20
+_buf = io.BytesIO()
+Image.new("RGB", (32, 32)).save(_buf, "PNG")
+PNG = base64.b64encode(_buf.getvalue()).decode()
 JOB = {"prompt": "p", "width": 256, "height": 256, "steps": 1, "seed": 1}
 
 
@@ -67,3 +74,10 @@ def test_an_estimate_over_the_budget_asks_for_the_whole_budget(tmp_path: Path) -
     assert pool.need(str(model), {}, job) == 10_000
     assert Pool([], 10_000, footprint=lambda j: None).need(str(model), {}, job) == 1000
     assert Pool([], 10_000, footprint=lambda j: 3000).need(str(model), {}, job) == 3000
+
+
+def test_an_estimate_that_cannot_be_made_is_not_a_500(make_client: Any) -> None:
+    client = make_client()
+    r = client.post("/api/v1/estimate", json={"kind": "upscale", "image": PNG, "model": "4x_test"})
+    assert r.status_code == 200, r.text
+    assert r.json()["fits"] is None and r.json()["message"].startswith("cannot estimate")

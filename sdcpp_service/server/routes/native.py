@@ -111,6 +111,7 @@ async def estimate_job(request: Request) -> Response:
     except DoesNotFit as exc:
         return JSONResponse({"fits": False, "message": str(exc), "budget_bytes": exc.budget_bytes,
                              "needed_bytes": exc.needed_bytes, "estimate": exc.estimate})  # fmt: skip
+    svc.footprints.pop(job.id, None)  # never submitted
     body = await json_body(request)
     view = estimate_view(job.kind, job.model, job.params, job.load, svc.settings,
                          int(svc.options.max_memory_gb * 1e9), "init_image" in images, body)  # fmt: skip

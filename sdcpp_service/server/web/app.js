@@ -2,6 +2,7 @@
 
 import * as api from "./api.js";
 import * as catalog from "./catalog.js";
+import * as estimate from "./estimate.js";
 import * as F from "./form.js";
 import { Gallery } from "./gallery.js";
 import { images, updateCanvas, wireInputs } from "./inputs.js";
@@ -193,7 +194,9 @@ function wire() {
       updateCanvas();
     }
     F.save();
+    estimate.refresh(body);
   });
+  F.form.addEventListener("input", () => estimate.refresh(body));
   $("model").addEventListener("change", () => modelChanged(true));
   $("size-preset").addEventListener("change", () => {
     const [w, h] = $("size-preset").value.split("x").map(Number);
@@ -249,6 +252,7 @@ async function main() {
   await catalog.loadModels();
   const saved = F.restore();
   await modelChanged(!saved);
+  estimate.refresh(body);
   queue.start();
   await Promise.all([gallery.load(), catalog.loadSystem(config)]);
   document.body.dataset.ready = "true";
