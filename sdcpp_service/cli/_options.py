@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sdcpp_service import rules
 from sdcpp_service.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from sdcpp_service.config import Settings
+
+
+def host_settings(models: list[Path] | None, data_dir: Path | None, threads: int) -> Settings:
+    """The environment's settings with ``--models`` (added), ``--data-dir`` and ``--threads``, as
+    ``sdcpp serve`` and ``sdcpp worker`` take them."""
+    from sdcpp_service.config import Settings
+
+    settings = Settings.from_env()
+    if models:
+        settings = settings.with_model_dirs(tuple(m.expanduser().resolve() for m in models))
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir.expanduser())
+    if threads:
+        settings = replace(settings, threads=threads)
+    return settings
 
 
 def ruled(field: str, *flags: str, help: str = "") -> Any:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
-from sdcpp_service.cli._options import ThreadsOpt
+from sdcpp_service.cli._options import ThreadsOpt, host_settings
 
 Opt = typer.Option
 
@@ -160,7 +159,6 @@ def serve(
     log_level: Annotated[str, Opt("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the engine over HTTP: /api/v1 (jobs, SSE), /sdapi/v1 (A1111), /v1 (OpenAI)."""
-    from sdcpp_service.config import Settings
     from sdcpp_service.server.app import create_app
     from sdcpp_service.server.options import ServerOptions
 
@@ -192,13 +190,7 @@ def serve(
     if queue and (preloads or workers != 1):
         raise fail("with --queue the workers run the engine: give --preload and --workers to "
                    "`sdcpp worker`")  # fmt: skip
-    settings = Settings.from_env()
-    if models:
-        settings = settings.with_model_dirs(tuple(m.expanduser().resolve() for m in models))
-    if data_dir is not None:
-        settings = replace(settings, data_dir=data_dir.expanduser())
-    if threads:
-        settings = replace(settings, threads=threads)
+    settings = host_settings(models, data_dir, threads)
     options = ServerOptions(
         api_keys=keys,
         api_auth=creds,

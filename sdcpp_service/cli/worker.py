@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
-from sdcpp_service.cli._options import ThreadsOpt
+from sdcpp_service.cli._options import ThreadsOpt, host_settings
 
 Opt = typer.Option
 
@@ -50,7 +49,6 @@ def worker(
 ) -> None:
     """Run jobs from the queue on this host's engine (until Ctrl-C; running jobs finish)."""
     from sdcpp_service.cluster.runner import WorkerConfig, run_worker
-    from sdcpp_service.config import Settings
     from sdcpp_service.server.engine import PipelineEngine
 
     preloads = tuple(n.strip() for n in (preload or "").split(",") if n.strip())
@@ -63,13 +61,7 @@ def worker(
                    f"each keeps one model warm; add --workers {len(preloads)}")  # fmt: skip
     if heartbeat * 2 > lost_after:
         raise fail("--lost-after must be at least twice --heartbeat")
-    settings = Settings.from_env()
-    if models:
-        settings = settings.with_model_dirs(tuple(m.expanduser().resolve() for m in models))
-    if data_dir is not None:
-        settings = replace(settings, data_dir=data_dir.expanduser())
-    if threads:
-        settings = replace(settings, threads=threads)
+    settings = host_settings(models, data_dir, threads)
     cfg = WorkerConfig(url=queue, preload=preloads, any_model=any_model, workers=workers,
                        heartbeat=heartbeat, lost_after=lost_after, max_memory_gb=max_memory,
                        name=name)  # fmt: skip
