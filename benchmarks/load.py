@@ -10,7 +10,9 @@ while ``--clients`` concurrent clients poll ``/health`` and ``/sdapi/v1/progress
 they are answered (``--interval``: a pause between a client's requests); first for
 ``--seconds`` on the idle server (the machine's own floor), then as long with jobs. Printed: p50/p95/p99/max of each endpoint (target: p99 < 100 ms), the jobs
 submitted and completed, and the number lost (submitted, never completed) or duplicated (run
-more than once, or listed twice) — target 0. Client and server share the machine, so the
+more than once, or listed twice) — target 0. The pollers run in a process of their own on bare
+keep-alive connections (an httpx client costs more CPU per request than the server spends
+answering it, so it would measure itself); client and server still share the machine, so the
 figures include the clients' own CPU use.
 """
 
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ import httpx
 
 CLI = [sys.executable, "-c", "from sdcpp_service.cli import main; main()"]
 CHEAP = ("/health", "/sdapi/v1/progress")
+POLLERS = ProcessPoolExecutor(max_workers=1)
 
 
 def free_port() -> int:
@@ -72,6 +76,53 @@ async def wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> 
     raise SystemExit("the server did not become ready")
 
 
+async def _poll_one(host: str, port: int, n: int, stop: float, interval: float,
+                    latencies: dict[str, list[float]], failures: list[str]) -> None:  # fmt: skip
+    """One client: a keep-alive HTTP/1.1 connection asking the cheap endpoints in turn."""
+    reader, writer = await asyncio.open_connection(host, port)
+    i = n
+    try:
+        while time.monotonic() < stop:
+            path = CHEAP[i % len(CHEAP)]
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies[path].append((time.perf_counter() - t0) * 1000)
+            status = head.split(b" ", 2)[1]
+            if status != b"200":
+                failures.append(f"{path}: {status.decode()}")
+            if interval:
+                await asyncio.sleep(interval)
+    finally:
+        writer.close()
+
+
+def poll(url: str, clients: int, seconds: float, interval: float
+         ) -> tuple[dict[str, list[float]], list[str]]:  # fmt: skip
+    """``clients`` concurrent pollers for ``seconds``, in a process of their own: the load
+    generator must not be what is measured (an httpx request costs the client more CPU than
+    the server spends answering it, and on one event loop 20 of them queue behind each
+    other), so each client is a bare keep-alive connection."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    latencies: dict[str, list[float]] = {path: [] for path in CHEAP}
+    failures: list[str] = []
+    stop = time.monotonic() + seconds
+
+    async def all_clients() -> None:
+        await asyncio.gather(*(_poll_one(host, int(port), n, stop, interval, latencies,
+                                         failures) for n in range(clients)))  # fmt: skip
+
+    asyncio.run(all_clients())
+    return latencies, failures
+
+
 async def run(args: argparse.Namespace, url: str, inflight: int) -> dict[str, Any]:
     """One phase: ``inflight`` job submitters (0: an idle server) beside the clients."""
     limits = httpx.Limits(max_connections=args.clients + inflight + 4)
@@ -80,7 +131,6 @@ async def run(args: argparse.Namespace, url: str, inflight: int) -> dict[str, An
                 "height": args.size, "steps": args.steps}  # fmt: skip
         submitted: list[str] = []
         stream_ends: dict[str, str] = {}
-        latencies: dict[str, list[float]] = {path: [] for path in CHEAP}
         failures: list[str] = []
         stop = time.monotonic() + args.seconds
 
@@ -106,21 +156,12 @@ async def run(args: argparse.Namespace, url: str, inflight: int) -> dict[str, An
                 submitted.append(r.json()["id"])
                 await watch(r.json()["id"])
 
-        async def client(n: int) -> None:
-            i = n
-            while time.monotonic() < stop:
-                path = CHEAP[i % len(CHEAP)]
-                i += 1
-                t0 = time.perf_counter()
-                r = await http.get(path)
-                latencies[path].append((time.perf_counter() - t0) * 1000)
-                if r.status_code != 200:
-                    failures.append(f"{path}: {r.status_code}")
-                if args.interval:
-                    await asyncio.sleep(args.interval)
-
-        await asyncio.gather(*(feeder() for _ in range(inflight)),
-                             *(client(n) for n in range(args.clients)))  # fmt: skip
+        polled = asyncio.get_running_loop().run_in_executor(
+            POLLERS, poll, url, args.clients, args.seconds, args.interval
+        )
+        await asyncio.gather(*(feeder() for _ in range(inflight)))
+        latencies, poll_failures = await polled
+        failures += poll_failures
         listing = (await http.get("/api/v1/jobs", params={"limit": 1000})).json()["jobs"]
     ids = [j["id"] for j in listing]
     mine = [j for j in listing if j["id"] in set(submitted)]
