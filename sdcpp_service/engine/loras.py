@@ -61,7 +61,13 @@ def resolve(name: str, dirs: Sequence[Path]) -> Path:
     known = available(dirs)
     if name in known:
         return known[name]
-    raise UnknownName("lora", name, sorted({p.stem for p in known.values() if _is_lora(p)}))
+    raise UnknownName("lora", name, names(dirs, known))
+
+
+def names(dirs: Sequence[Path], known: dict[str, Path] | None = None) -> list[str]:
+    """The LoRAs in ``dirs`` by name, for an error's choices: files whose header says LoRA."""
+    found = available(dirs) if known is None else known
+    return sorted({p.stem for p in found.values() if _is_lora(p)})
 
 
 def _is_lora(path: Path) -> bool:

@@ -229,16 +229,22 @@ def resolve_loras(names: Iterable[str], dirs: Sequence[Path]) -> list[Path]:
     from sdcpp_service.models import inspect
 
     search = [d / sub for d in dirs for sub in ("loras", "Lora", "")]
-    known = sorted({p.stem for p in loras.available(search).values()})
     found: list[Path] = []
     for name in names:
         bare = name.removeprefix("|high_noise|")
         try:
             path = loras.resolve(bare, search)
-        except UnknownName:
-            raise UnknownName("lora", name, known) from None
-        if not path.is_file() or not inside(path, dirs):
-            raise UnknownName("lora", name, known)
+        except UnknownName as e:
+            raise UnknownName("lora", name, e.choices) from None
+        if not path.is_file():
+            raise UnknownName("lora", name, loras.names(search))
+        if not inside(path, dirs):
+            if bare not in loras.available(search):  # a path typed in: say nothing of it
+                raise UnknownName("lora", name, loras.names(search))
+            raise InvalidRequest(
+                "loras", f"'{name}' ({path.name}) is outside the model folders once its links are"
+                " followed; put the LoRA file itself in a model folder's loras/",
+            )  # fmt: skip
         try:
             kind = inspect(path).kind
         except SdcppError:

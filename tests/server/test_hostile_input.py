@@ -65,6 +65,8 @@ def test_prompt_length_is_bounded_per_text_encoder_and_never_echoed(client: Test
 
 def test_former_500s(client: TestClient) -> None:
     r = client.post("/sdapi/v1/png-info", json={})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image"]
+    r = client.post("/sdapi/v1/png-info", json={"image": ""})
     assert r.status_code == 200 and r.json()["info"] == ""
     for query in ("limit=--5", "limit=%C2%B2", "offset=-0x1", "limit=99999999999999999999"):
         r = client.get(f"/api/v1/jobs?{query}")
@@ -98,8 +100,9 @@ def test_lora_names_resolve_only_to_loras_inside_the_folders(
     write_safetensors(loras / "ckpt_as_lora.safetensors", L.esrgan(up=2))
     client.post("/api/v1/models/refresh")
     cases = {
-        "escape": "unknown lora",
-        "passwd": "unknown lora",
+        "escape": "outside the model folders",
+        "passwd": "outside the model folders",
+        "/etc/passwd": "unknown lora",
         "ckpt_as_lora": "not a LoRA",
         "alpha": "not a LoRA",  # a checkpoint's name
         "../elsewhere/real_lora": "unknown lora",

@@ -115,7 +115,9 @@ async def png_info(request: Request) -> Response:
     from sdcpp_service.engine.images import parse_infotext
 
     body = await json_body(request)
-    if not body.get("image"):  # as A1111: no image, no info
+    if "image" not in body:  # a required field of A1111's PNGInfoRequest
+        raise ValidationFailed({"image": "is required (a base64 PNG, or a data: URL)"})
+    if isinstance(body["image"], str) and not body["image"].strip():  # as A1111: no info
         return JSONResponse({"info": "", "items": {}, "parameters": {}})
     data = await decode(service(request), {"init_image": body.get("image")})
     if data[1]:
