@@ -61,11 +61,12 @@ def load_image(
                     raise
         except InvalidImage:
             raise
-        except (
-            UnidentifiedImageError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            where = f"'{path}'" if path else "the image"
+            raise InvalidImage(
+                field, f"{where} has more pixels than the {max_pixels} pixel limit", path
+            ) from None
+        except UnidentifiedImageError:
             where = f"'{path}'" if path else "the data"
             raise InvalidImage(field, f"{where} is not a readable image", path) from None
         except (OSError, ValueError, SyntaxError) as exc:

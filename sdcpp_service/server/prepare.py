@@ -322,10 +322,12 @@ def _check_names(service: Service, values: Mapping[str, Any], problems: dict[str
     sampler, scheduler = values.get("sampler"), values.get("scheduler")
     known = {*names.A1111_SAMPLERS.values(), *info.get("samplers", ())}
     if sampler and names.sampler_from_label(sampler)[0] not in known | {"default"}:
-        problems["sampler"] = f"unknown sampler '{sampler}'"
+        problems["sampler"] = f"unknown sampler '{sampler}' (known: {', '.join(sorted(known))})"
     known = {*names.A1111_SCHEDULERS.values(), *info.get("schedulers", ())}
     if scheduler and names.scheduler_from_label(scheduler) not in known | {"default"}:
-        problems["scheduler"] = f"unknown scheduler '{scheduler}'"
+        problems["scheduler"] = (
+            f"unknown scheduler '{scheduler}' (known: {', '.join(sorted(known))})"
+        )
     upscaler, known = values.get("hires_upscaler"), set(info.get("hires_upscalers", ()))
     if values.get("hires") and upscaler and known and upscaler not in known:
         problems["hires_upscaler"] = f"unknown hires upscaler '{upscaler}'"

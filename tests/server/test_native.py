@@ -282,3 +282,30 @@ def test_outputs_over_the_disk_cap_remove_the_oldest_jobs(
     status = [capped.get(f"/api/v1/jobs/{j}").status_code for j, _ in [jobs[2], *more]]
     assert status == [404, 404, 200, 200]
     assert sum(f.stat().st_size for f in outputs.iterdir()) <= newest + 1
+
+
+def forged_png(width: int, height: int) -> str:
+    """A few hundred bytes that claim ``width``×``height`` pixels: a decompression bomb."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return base64.b64encode(raw).decode()
+
+
+def test_a_decompression_bomb_is_named_as_too_many_pixels(client: TestClient) -> None:
+    bomb = forged_png(30_000, 30_000)  # 900 Mpx: PIL refuses it before reading a pixel
+    r = client.post("/api/v1/jobs", json={"kind": "img2img", "prompt": "x", "init_image": bomb})
+    assert r.status_code == 422, r.text
+    assert "pixel limit" in r.json()["error"]["fields"]["init_image"]
+    r = client.post("/sdapi/v1/img2img", json={"prompt": "x", "init_images": [bomb]})
+    assert r.status_code == 422 and "pixel limit" in r.text
+    r = client.post("/api/v1/jobs", json={"prompt": "x", "sampler": "nope"})
+    assert r.status_code == 422 and "euler_a" in r.json()["error"]["fields"]["sampler"]
