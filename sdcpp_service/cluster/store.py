@@ -22,6 +22,8 @@ NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 CHANNEL = "sdcpp_events"
 #: bytes of an output read per query when an API node fills its cache
 OUTPUT_CHUNK = 1 << 20
+#: an API node's connections at most (requests beyond wait for one), and how long they wait
+POOL_SIZE, POOL_WAIT = 10, 15.0
 
 
 def connect(url: str) -> Any:
@@ -103,34 +105,50 @@ def workers(conn: Any, lost_after: float) -> list[dict[str, Any]]:
 
 
 class PgStore:
-    """Jobs, outputs and workers for one API node; one connection per thread (``pool``)."""
+    """Jobs, outputs and workers for one API node, on a pool of connections shared by the
+    request threads (opened at start: no request pays for a connection of its own)."""
 
     def __init__(self, url: str) -> None:
+        from psycopg_pool import ConnectionPool
+
         self.url = url
-        self._local = threading.local()
-        self._all: list[Any] = []
+        self.pool = ConnectionPool(url, min_size=2, max_size=POOL_SIZE, open=False,
+                                   timeout=POOL_WAIT, kwargs={"autocommit": True,
+                                                              "connect_timeout": 10})  # fmt: skip
         self._lock = threading.Lock()
+        self._opened = False
+
+    def open(self) -> None:
+        """Open the pool and wait for its first connections (else the first requests would)."""
+        with self._lock:
+            if not self._opened:
+                self.pool.open(wait=False)
+                self._opened = True
+        try:
+            self.pool.wait(timeout=POOL_WAIT)
+        except Exception as exc:
+            raise QueueError(f"cannot reach the queue database: {describe(exc)}") from None
 
     @contextmanager
     def conn(self) -> Iterator[Any]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = connect(self.url)
-            self._local.conn = conn
+        from psycopg_pool import PoolTimeout
+
+        if not self._opened:
             with self._lock:
-                self._all.append(conn)
+                if not self._opened:
+                    self.pool.open(wait=False)
+                    self._opened = True
         try:
-            yield conn
-        except Exception:
-            if conn.broken:
-                self._local.conn = None
-            raise
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise QueueError(f"cannot reach the queue database: no connection within "
+                             f"{POOL_WAIT:g} s") from None  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+            if self._opened:
+                self.pool.close()
 
     # -- jobs ---------------------------------------------------------------------------------
 
