@@ -25,7 +25,7 @@ from sdcpp_service.cluster.localize import Localizer
 from sdcpp_service.cluster.publish import Publisher
 from sdcpp_service.cluster.queues import ANY, TASK, UPSCALE, make_app, queue_for
 from sdcpp_service.cluster.reaper import reap
-from sdcpp_service.cluster.store import check_schema, connect, decode_images
+from sdcpp_service.cluster.store import OUTPUT_CHUNK, check_schema, connect, decode_images
 from sdcpp_service.config import Settings
 from sdcpp_service.engine.base import PIPELINE_KINDS, Engine, engine_job
 from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
@@ -55,6 +55,8 @@ class WorkerConfig:
     max_memory_gb: float = 0.0
     #: this worker's id in the cluster (default ``host:pid``)
     name: str = ""
+    #: bytes of an output uploaded per row (its most in this worker's memory at once)
+    output_chunk: int = OUTPUT_CHUNK
 
 
 class Runner:
@@ -300,12 +302,11 @@ class Runner:
         assert self.events is not None
         await self.events.flush()
         names = [n for n in (result or {}).get("outputs", []) if isinstance(n, str)]
-        files = await asyncio.to_thread(lambda: [(n, (self.outputs / n).read_bytes())
-                                                 for n in names])  # fmt: skip
+        files = [(n, self.outputs / n) for n in names]
         try:
             async with self.db.connection() as conn:
                 kept = await claims.finish(conn, job.id, job.attempts, self.id, state, result,
-                                           error, files)  # fmt: skip
+                                           error, files, self.cfg.output_chunk)  # fmt: skip
         finally:
             for name in names:
                 (self.outputs / name).unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from sdcpp_service.cluster.store import CHANNEL, check_schema, connect
 
-VERSION = "1"
+VERSION = "2"
 __all__ = ["CHANNEL", "migrate", "status"]
 
 OURS = """
@@ -43,11 +43,27 @@ CREATE INDEX IF NOT EXISTS sdcpp_jobs_pjob ON sdcpp_jobs (pjob);
 CREATE TABLE IF NOT EXISTS sdcpp_outputs (
     name text PRIMARY KEY,
     job_id text NOT NULL REFERENCES sdcpp_jobs (id) ON DELETE CASCADE,
-    size bigint NOT NULL,
-    data bytea NOT NULL
+    size bigint NOT NULL
 );
--- stored uncompressed (images and videos do not compress) so a chunk is read without the rest
-ALTER TABLE sdcpp_outputs ALTER COLUMN data SET STORAGE EXTERNAL;
+-- an output's bytes, a row per chunk (a worker uploads them one at a time: a video is never
+-- whole in its memory); stored uncompressed (images and videos do not compress) so a part of a
+-- chunk is read without the rest
+CREATE TABLE IF NOT EXISTS sdcpp_output_chunks (
+    name text NOT NULL REFERENCES sdcpp_outputs (name) ON DELETE CASCADE,
+    seq integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (name, seq)
+);
+ALTER TABLE sdcpp_output_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+-- schema 1 kept an output's bytes in sdcpp_outputs.data: they become its one chunk
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'sdcpp_outputs' AND column_name = 'data') THEN
+        INSERT INTO sdcpp_output_chunks (name, seq, data) SELECT name, 0, data FROM sdcpp_outputs
+            ON CONFLICT DO NOTHING;
+        ALTER TABLE sdcpp_outputs DROP COLUMN data;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS sdcpp_outputs_job ON sdcpp_outputs (job_id);
 CREATE TABLE IF NOT EXISTS sdcpp_workers (
     id text PRIMARY KEY,

@@ -292,20 +292,29 @@ class PgStore:
     # -- outputs and workers --------------------------------------------------------------------
 
     def copy_output(self, name: str, out: BinaryIO) -> int | None:
-        """Write output ``name`` to ``out`` a ``chunk`` at a time (a video never sits whole in
-        memory); returns its size, or ``None`` when there is no such output."""
+        """Write output ``name`` to ``out`` at most ``OUTPUT_CHUNK`` bytes per query (a video
+        never sits whole in memory); returns its size, or ``None`` when there is no such output
+        (or it was deleted meanwhile)."""
+        part_sql = ("SELECT substring(data FROM %s FOR %s), length(data) FROM sdcpp_output_chunks "
+                    "WHERE name = %s AND seq = %s")  # fmt: skip
         with self.conn() as c:
             row = c.execute("SELECT size FROM sdcpp_outputs WHERE name = %s", (name,)).fetchone()
             if row is None:
                 return None
-            size, chunk = int(row[0]), OUTPUT_CHUNK
-            for start in range(0, size, chunk):
-                part = c.execute("SELECT substring(data FROM %s FOR %s) FROM sdcpp_outputs "
-                                 "WHERE name = %s", (start + 1, chunk, name)).fetchone()  # fmt: skip
-                if part is None:  # deleted meanwhile
-                    return None
-                out.write(bytes(part[0]))
-        return size
+            size, chunk, written, seq = int(row[0]), OUTPUT_CHUNK, 0, 0
+            while written < size:
+                offset = 0
+                while True:
+                    part = c.execute(part_sql, (offset + 1, chunk, name, seq)).fetchone()
+                    if part is None:  # deleted meanwhile
+                        return None
+                    data = bytes(part[0])
+                    out.write(data)
+                    offset, written = offset + len(data), written + len(data)
+                    if offset >= int(part[1]) or not data:
+                        break
+                seq += 1
+        return size if written == size else None
 
     def outputs_bytes(self) -> int:
         with self.conn() as c:

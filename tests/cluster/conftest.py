@@ -120,7 +120,8 @@ class Cluster:
 
     def worker(self, preload: str = "", *, any_model: bool = False, step: float = 0.0,
                workers: int = 1, name: str = "", real: bool = False,
-               prefix: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:  # fmt: skip
+               prefix: tuple[str, ...] = (), args: tuple[str, ...] = ()
+               ) -> subprocess.Popen[bytes]:  # fmt: skip
         """Start a worker process (fake engine, or ``real``: ``sdcpp worker``)."""
         n = len(self.procs)
         name = name or f"w{n}"
@@ -138,6 +139,7 @@ class Cluster:
             cmd += ["--preload", preload]
         if any_model:
             cmd.append("--any")
+        cmd += args
         proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(proc)
         return proc

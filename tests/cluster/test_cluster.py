@@ -262,9 +262,9 @@ def test_upscale_jobs_run_on_any_worker(cluster: Cluster) -> None:
     assert image.size == (32, 16) and image.getpixel((5, 5)) == (10, 200, 30)
 
 
-def test_outputs_reach_a_node_in_chunks(cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """An API node copies an output from the database a chunk per query into its cache (a video
-    never sits whole in its memory): the bytes served are the stored bytes, exactly."""
+def test_outputs_travel_in_chunks_both_ways(cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker uploads an output a chunk per row (never whole in its memory) and an API node
+    copies it a chunk per query into its cache: the bytes served are the worker's, exactly."""
     import sdcpp_service.cluster.store as store
 
     reads: list[int] = []
@@ -275,20 +275,26 @@ def test_outputs_reach_a_node_in_chunks(cluster: Cluster, monkeypatch) -> None: 
         reads.append(out.tell())
         return size
 
-    monkeypatch.setattr(store, "OUTPUT_CHUNK", 97)
+    monkeypatch.setattr(store, "OUTPUT_CHUNK", 89)
     monkeypatch.setattr(store.PgStore, "copy_output", counting)
-    cluster.worker("alpha", name="c0")
+    cluster.worker("alpha", name="c0", args=("--output-chunk", "97"))
     api = cluster.node()
     cluster.wait_workers(api, 1)
     job_id = submit(api, "alpha", steps=2)
     view = cluster.wait_job(api, job_id, ("completed", "failed"))
     name = view["outputs"][0]["name"]
     with psycopg.connect(cluster.url) as conn:
-        stored = bytes(conn.execute("SELECT data FROM sdcpp_outputs WHERE name = %s",
-                                    (name,)).fetchone()[0])  # fmt: skip
-    assert len(stored) > 3 * 97
+        rows = conn.execute("SELECT seq, data FROM sdcpp_output_chunks WHERE name = %s "
+                            "ORDER BY seq", (name,)).fetchall()  # fmt: skip
+        (size,) = conn.execute("SELECT size FROM sdcpp_outputs WHERE name = %s",
+                               (name,)).fetchone()  # fmt: skip
+    stored = b"".join(bytes(d) for _, d in rows)
+    assert len(stored) == size > 3 * 97
+    assert [s for s, _ in rows] == list(range(len(rows))) == list(range(-(-size // 97)))
+    assert all(len(d) == 97 for _, d in rows[:-1]) and 0 < len(rows[-1][1]) <= 97
     served = api.get(view["outputs"][0]["url"])
     assert served.status_code == 200 and served.content == stored
+    assert stored.startswith(b"\x89PNG\r\n\x1a\n")
     assert reads == [len(stored)]
     assert api.get(view["outputs"][0]["url"]).content == stored and len(reads) == 1  # cached
     missing = api.get(f"/api/v1/outputs/{'0' * 32}-0.png")

@@ -17,7 +17,7 @@ def test_migrate_is_idempotent_and_status_lists_workers(pg_url: str, tmp_path, f
     app = build("queue")
     first = runner.invoke(app, ["queue", "migrate", "--queue", pg_url])
     assert first.exit_code == 0, first.output
-    assert "procrastinate schema: applied; sdcpp schema: v1" in first.output
+    assert "procrastinate schema: applied; sdcpp schema: v2" in first.output
     again = runner.invoke(app, ["queue", "migrate", "--queue", pg_url])
     assert again.exit_code == 0 and "procrastinate schema: present" in again.output
     cluster = Cluster(pg_url, tmp_path, fake_models)
