@@ -7,7 +7,7 @@ The protocol, the typed jobs and the output are in :mod:`sdcpp_service.engine.ba
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
@@ -91,6 +91,22 @@ def upscale_result(
     return JobOutput([out], [-1], params, timings)
 
 
+def share_threads(threads: int, workers: int, device: dict[str, Any] | None) -> int:
+    """CPU threads for one of ``workers`` engine processes: ``threads`` when given
+    (``--threads``); else on a CPU build the physical cores divided among the workers (at least
+    one each), so jobs running at once do not oversubscribe the cores (ggml's threads spin at
+    every barrier, so two workers with all cores each slow both); a GPU build computes on its
+    device and keeps every core for what runs on the CPU."""
+    from sdcpp_service.config import physical_cores
+
+    if threads > 0:
+        return threads
+    cores = physical_cores()
+    if (device or {}).get("type", "cpu") != "cpu":
+        return cores
+    return max(1, cores // max(1, workers))
+
+
 @dataclass
 class PipelineEngine:
     """The real engine: a :class:`~sdcpp_service.engine.pipeline.Pipeline` kept warm between
@@ -105,6 +121,8 @@ class PipelineEngine:
     model: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     loads: int = 0
+    #: how many engine workers share this machine's cores (``sdcpp serve --workers``)
+    workers: int = 1
 
     def start(self) -> dict[str, Any]:
         from sdcpp_service.engine import sdcpp
@@ -114,6 +132,9 @@ class PipelineEngine:
         info["samplers"] = list(nat.enum_names("sample_method"))
         info["schedulers"] = list(nat.enum_names("scheduler"))
         info["hires_upscalers"] = list(nat.enum_names("hires_upscaler"))
+        threads = share_threads(self.settings.threads, self.workers, info.get("device"))
+        self.settings = replace(self.settings, threads=threads)
+        info["threads"] = threads
         return info
 
     def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +158,10 @@ class PipelineEngine:
         return {"model": model, "load_seconds": self.pipe.context.load_seconds}
 
     def state(self) -> dict[str, Any]:
-        return {"model": self.model, "load": self.overrides, "loads": self.loads}
+        """What is warm, and the threads its engine context was made with (read back)."""
+        threads = self.pipe.context.threads if self.pipe is not None else None
+        out = {"model": self.model, "load": self.overrides, "loads": self.loads}
+        return {**out, "threads": threads or self.settings.default_threads}
 
     def unload(self) -> None:
         self.model, self.overrides = "", {}

@@ -94,6 +94,8 @@ class Slot:
     _seen: int = 0
     #: what the warm model is charged against the budget
     model_bytes: int = 0
+    #: the CPU threads the engine's context was made with, as the engine last reported them
+    threads: int | None = None
 
     @property
     def idle(self) -> bool:
@@ -118,6 +120,7 @@ class Slot:
             self._pid, self._seen = self.worker.pid, 0
         count = int(state.get("loads") or 0)
         self.loads, self._seen = self.loads + max(0, count - self._seen), count
+        self.threads = state.get("threads") or self.threads
         if state.get("model"):
             self.warm(str(state["model"]), state.get("load") or {})
         else:
@@ -152,6 +155,7 @@ class Slot:
             "current_job": live.job.id if live is not None else None,
             "jobs": self.jobs,
             "loads": self.loads,
+            "threads": self.threads or self.worker.info.get("threads"),
             "starts": self.worker.starts,
             "error": self.worker.error or None,
         }

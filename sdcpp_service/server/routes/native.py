@@ -326,13 +326,16 @@ async def system(request: Request) -> Response:
     return JSONResponse(
         {
             "engine": info,
-            "threads": svc.settings.default_threads,
+            "threads": pool["workers"][0].get("threads") or svc.settings.default_threads,
             "memory": memory([None, svc.first_worker()["pid"]]),
             "loaded_model": svc.model_name(loaded) if loaded else None,
             "loaded_models": [svc.model_name(m) for m in svc.warm_models()],
             "worker": svc.first_worker(),
             "workers": [
-                {k: w[k] for k in ("id", "state", "pid", "model_name", "resident_bytes")}
+                {
+                    k: w.get(k)
+                    for k in ("id", "state", "pid", "model_name", "resident_bytes", "threads")
+                }
                 for w in pool["workers"]
             ],
             "max_memory_bytes": pool["max_memory_bytes"],
