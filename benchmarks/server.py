@@ -13,12 +13,15 @@ Server, direct and cold calls alternate, so drift in machine load hits both alik
 reported. The server runs as a subprocess on a free loopback port and is stopped at the end.
 
 ``--mixed MODEL2``: jobs alternating between the two models (A, B, A, B, …, ``2 × runs`` of
-them, one after the other) on ``sdcpp serve --workers 2 --preload A,B`` against
-``--workers 1 --preload A`` (which reloads on every job), printed as the ratio of total times
-(target ≤ 0.6 where reloads dominate), with the resident memory of each warm model. One job per
-model runs first, untimed, in both set-ups: the first job on a model pays for its sha256 (the
-infotext's model hash, cached in the data dir the two runs share) and its first compute buffers,
-which would otherwise fall on whichever set-up runs first.
+them) on ``sdcpp serve --workers 2 --preload A,B`` against ``--workers 1 --preload A`` (which
+reloads on every switch), printed as the ratio of total times (target ≤ 0.6 where reloads
+dominate), with the resident memory of each warm model, in two scenarios: one after the other
+(one client waiting for each job: at best engine / (engine + reload)) and all submitted at once
+(several clients: two workers also run two jobs at once, each on its share of the CPU cores).
+Both servers run side by side (own data dirs) and the four runs go 1, 2, 2, 1 so that drift in
+the machine's load falls on both. One job per model runs first, untimed, on each server: the
+first job on a model pays for its sha256 (the infotext's model hash) and its first compute
+buffers, which are not reloads.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,85 +160,151 @@ def _serve(
 
 
 def mixed(args: Any) -> int:
-    """A, B, A, B, … on two workers (both warm) against one (a reload per job)."""
+    """Two models on two workers (both warm) against one (a reload per model switch): jobs one
+    after the other (A, B, A, B, …) and all of them submitted at once."""
     a, b = args.model.resolve(), args.mixed.resolve()
     request = {"prompt": "a lighthouse at dawn", "width": args.size, "height": args.size}
     request.update(steps=args.steps, cfg_scale=args.cfg, seed=42)
-    totals: dict[int, float] = {}
-    each: dict[int, list[float]] = {1: [], 2: []}
-    reloads: dict[int, int] = {}
-    #: seconds in the engine's generate call, and the rest of each job on its worker (load)
-    split: dict[int, list[float]] = {1: [0.0, 0.0], 2: [0.0, 0.0]}
+    names = [(a, b)[i % 2].stem for i in range(2 * args.runs)]
+    runs: dict[tuple[str, int], Run] = {}
     warm: list[dict[str, Any]] = []
+    threads: dict[int, list[Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "models").mkdir()
         for model in (a, b):
             (root / "models" / model.name).symlink_to(model)
-        env = {**os.environ, "SDCPP_DATA_DIR": str(root / "data")}
-        threads = ["--threads", str(args.threads)] if args.threads else []
-        for workers, preload in ((2, f"{a.stem},{b.stem}"), (1, a.stem)):
-            extra = ["--workers", str(workers), "--preload", preload, *threads]
-            proc, port = _serve(root, env, extra)
-            try:
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
-                    wait_ready(http, proc, 300)
-                    _wait_idle(http, workers)
-                    for name in (a.stem, b.stem):  # untimed: first-use costs (the model's
-                        # sha256 for the infotext, the first compute buffers) are not reloads
-                        body = {**request, "override_settings": {"sd_model_checkpoint": name}}
-                        http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
-                    before = _loads(http)
-                    t0 = time.perf_counter()
-                    for i in range(2 * args.runs):
-                        name = (a, b)[i % 2].stem
-                        body = {**request, "override_settings": {"sd_model_checkpoint": name}}
-                        t1 = time.perf_counter()
-                        http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
-                        each[workers].append(time.perf_counter() - t1)
-                        t = http.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]
-                        engine = float(t["timings"].get("engine_total") or 0.0)
-                        split[workers][0] += engine
-                        split[workers][1] += float(t["timings"]["running_seconds"]) - engine
-                    totals[workers] = time.perf_counter() - t0
-                    reloads[workers] = _loads(http) - before
-                    if workers == 2:
-                        warm = http.get("/api/v1/workers").json()["workers"]
-            finally:
+        procs: dict[int, subprocess.Popen[bytes]] = {}
+        clients: dict[int, httpx.Client] = {}
+        try:
+            # both servers up at once (separate data dirs), so the scenarios can alternate
+            for workers, preload in ((2, f"{a.stem},{b.stem}"), (1, a.stem)):
+                env = {**os.environ, "SDCPP_DATA_DIR": str(root / f"data-{workers}")}
+                extra = ["--workers", str(workers), "--preload", preload]
+                extra += ["--threads", str(args.threads)] if args.threads else []
+                procs[workers], port = _serve(root, env, extra)
+                clients[workers] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+            for workers, http in clients.items():
+                wait_ready(http, procs[workers], 300)
+                _wait_idle(http, workers)
+                for name in (a.stem, b.stem):  # untimed: first-use costs (the model's
+                    # sha256 for the infotext, the first compute buffers) are not reloads
+                    body = {**request, "override_settings": {"sd_model_checkpoint": name}}
+                    http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
+                threads[workers] = [w.get("threads") for w in _workers(http)]
+            # A B B A: sequential on 1 and 2 workers, then queued on 2 and 1 (linear drift in
+            # the machine's load falls on both sides alike)
+            for scenario, workers in (("seq", 1), ("seq", 2), ("queued", 2), ("queued", 1)):
+                run = _sequential if scenario == "seq" else _queued
+                runs[scenario, workers] = run(clients[workers], request, names)
+            warm = _workers(clients[2])
+        finally:
+            for http in clients.values():
+                http.close()
+            for proc in procs.values():
                 proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
                 proc.wait(60)
-    jobs = 2 * args.runs
+    jobs = len(names)
     print(f"request: {args.size}x{args.size}, {args.steps} steps, {jobs} jobs A,B,A,B,…")
-    print(f"A = {a.name}, B = {b.name}")
-    for n in (1, 2):
-        line = " ".join(f"{t:.2f}" for t in each[n])
-        print(f"--workers {n}: total {totals[n]:8.2f} s  ({totals[n] / jobs:.2f} s a job; "
-              f"{reloads[n]} model loads during the jobs; each: {line})")  # fmt: skip
-    for n in (1, 2):
-        print(f"--workers {n}: in the engine {split[n][0]:.2f} s, rest of the jobs on the "
-              f"worker (model loads) {split[n][1]:.2f} s")  # fmt: skip
-    print(f"workers-2 / workers-1 = {totals[2] / totals[1]:.3f}  (target <= 0.6)")
-    loads = split[1][1] - split[2][1]
-    print(
-        f"model loads are {100 * loads / totals[1]:.0f} % of the --workers 1 total; "
-        f"engine time alone varies {split[2][0] / max(split[1][0], 1e-9):.2f}x between the runs"
-    )
+    print(f"A = {a.name}, B = {b.name}; CPU threads per worker: "
+          f"--workers 1 {threads[1]}, --workers 2 {threads[2]}")  # fmt: skip
+    titles = {"seq": "one after the other", "queued": "all submitted at once"}
+    for scenario in ("seq", "queued"):
+        print(f"{titles[scenario]}:")
+        for n in (1, 2):
+            r = runs[scenario, n]
+            line = " ".join(f"{t:.2f}" for t in r.each)
+            print(f"  --workers {n}: total {r.total:8.2f} s  ({r.total / jobs:.2f} s a job; "
+                  f"{r.loads} model loads during the jobs; each: {line})")  # fmt: skip
+            print(f"    in the engine {r.engine:.2f} s, rest of the jobs on the worker "
+                  f"(model loads) {r.rest:.2f} s")  # fmt: skip
+        one, two = runs[scenario, 1], runs[scenario, 2]
+        print(f"  workers-2 / workers-1 = {two.total / one.total:.3f}  (target <= 0.6)")
+        if scenario == "seq":
+            loads = one.rest - two.rest
+            print(f"  model loads are {100 * loads / one.total:.0f} % of the --workers 1 total; "
+                  f"engine time alone varies {two.engine / max(one.engine, 1e-9):.2f}x "
+                  "between the runs")  # fmt: skip
     for w in warm:
         rss, model = w["resident_bytes"] / 1e6, w["model_bytes"] / 1e6
         print(f"worker {w['id']}: {w['model_name']}: RSS {rss:.0f} MB (model {model:.0f} MB)")
     return 0
 
 
+@dataclass
+class Run:
+    """One scenario on one server: wall time, each job's time, loads, engine and other time."""
+
+    total: float = 0.0
+    each: list[float] = field(default_factory=list)
+    loads: int = 0
+    #: seconds in the engine's generate call, and the rest of the jobs on their workers (loads)
+    engine: float = 0.0
+    rest: float = 0.0
+
+    def add(self, job: dict[str, Any]) -> None:
+        engine = float(job["timings"].get("engine_total") or 0.0)
+        self.engine += engine
+        self.rest += float(job["timings"]["running_seconds"]) - engine
+
+
+def _sequential(http: httpx.Client, request: dict[str, Any], names: list[str]) -> Run:
+    """Each job waits for the one before (one client, A1111 txt2img)."""
+    run, before = Run(), _loads(http)
+    t0 = time.perf_counter()
+    for name in names:
+        body = {**request, "override_settings": {"sd_model_checkpoint": name}}
+        t1 = time.perf_counter()
+        http.post("/sdapi/v1/txt2img", json=body).raise_for_status()
+        run.each.append(time.perf_counter() - t1)
+        run.add(http.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0])
+    run.total = time.perf_counter() - t0
+    run.loads = _loads(http) - before
+    return run
+
+
+def _queued(http: httpx.Client, request: dict[str, Any], names: list[str]) -> Run:
+    """Every job submitted at once (as several clients would, native API), then waited for;
+    ``each`` is a job's time from submission to done."""
+    run, before = Run(), _loads(http)
+    t0 = time.perf_counter()
+    ids = []
+    for name in names:
+        r = http.post("/api/v1/jobs", json={**request, "model": name})
+        r.raise_for_status()
+        ids.append(r.json()["id"])
+    pending = dict.fromkeys(ids, 0.0)
+    while pending:
+        for job_id in list(pending):
+            job = http.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in ("completed", "failed", "cancelled"):
+                if job["status"] != "completed":
+                    raise SystemExit(f"job {job_id} {job['status']}: {job.get('error')}")
+                pending.pop(job_id)
+                run.each.append(time.perf_counter() - t0)
+                run.add(job)
+        time.sleep(0.05)
+    run.total = time.perf_counter() - t0
+    run.loads = _loads(http) - before
+    return run
+
+
+def _workers(http: httpx.Client) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = http.get("/api/v1/workers").json()["workers"]
+    return listed
+
+
 def _loads(http: httpx.Client) -> int:
     """Models built so far by all workers together."""
-    return sum(int(w.get("loads") or 0) for w in http.get("/api/v1/workers").json()["workers"])
+    return sum(int(w.get("loads") or 0) for w in _workers(http))
 
 
 def _wait_idle(http: httpx.Client, workers: int, timeout: float = 600) -> None:
     """Until every worker is idle with its preloaded model warm."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        listed = http.get("/api/v1/workers").json()["workers"]
+        listed = _workers(http)
         if sum(1 for w in listed if w["state"] == "idle" and w["model"]) >= workers:
             return
         time.sleep(0.2)
