@@ -136,7 +136,7 @@ def derive(ns: argparse.Namespace) -> None:
     """Fit the compute curves and the residuals; write the package's costs.json."""
     sys.path.insert(0, str(ROOT))
     from sdcpp_service.fit import costs, estimate
-    from sdcpp_service.fit.estimate import VAE_TILE
+    from sdcpp_service.fit.shape import VAE_TILE
     from sdcpp_service.models import inspect
 
     runs = json.loads(ns.runs.read_text())

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from sdcpp_service.fit.choose import Budget, Choice, choose, parse_bytes
 from sdcpp_service.fit.costs import Table, default_table
-from sdcpp_service.fit.estimate import Estimate, UpscaleJob, estimate
+from sdcpp_service.fit.estimate import Estimate, estimate
+from sdcpp_service.fit.shape import UpscaleJob
 from sdcpp_service.fit.switches import Switches
 
 __all__ = [

@@ -237,7 +237,7 @@ def choose_tile(
     """The largest ESRGAN tile (from ``tile``, else 128, down to 32) whose upscale of a
     ``width``×``height`` image fits ``budget``; a fixed ``tile`` is only checked. Raises
     :class:`DoesNotFit` naming the smallest budget that would work."""
-    from sdcpp_service.fit.estimate import UpscaleJob
+    from sdcpp_service.fit.shape import UpscaleJob
 
     tiles = [tile] if tile else list(TILES)
     best: Estimate | None = None

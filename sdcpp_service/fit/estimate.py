@@ -17,12 +17,12 @@ A one-shot run (``sdcpp generate``, ``Pipeline.load(one_shot=True)``: the engine
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from sdcpp_service.fit.costs import Table, decode_family, default_table
+from sdcpp_service.fit.costs import Table, default_table
+from sdcpp_service.fit.shape import compute_buffers, pixels, shape_of
 from sdcpp_service.fit.switches import Switches
 from sdcpp_service.fit.weights import file_weights, sum_components
 from sdcpp_service.models.assemble import LoadPlan
@@ -37,8 +37,6 @@ ACTIVE = {"conditioning": "text_encoders", "sampling": "diffusion_model", "decod
 #: second image of a batch (or job of a warm process) on, small buffers of other phases remain
 #: (in a fresh process only those of the phases already run: a later phase allocated nothing).
 HEAP_KEEP = 32 * 2**20
-#: Default VAE tile of the engine (latent pixels per side).
-VAE_TILE = 32
 #: One-shot: the components whose weights are still held in each phase. The engine frees the
 #: text encoders after conditioning, the diffusion model (with its LoRAs and ControlNet) after
 #: sampling (after the hires pass, which runs the upscaler between two samplings), the VAE after
@@ -53,16 +51,6 @@ HELD_ONE_SHOT: dict[str, frozenset[str]] = {
     "upscale": frozenset({"diffusion_model", "vae", "control_net", "loras", "upscaler"}),
 }
 _ON_CPU = {"text_encoders": "clip_on_cpu", "vae": "vae_on_cpu", "control_net": "control_net_on_cpu"}
-
-
-@dataclass(frozen=True)
-class UpscaleJob:
-    """An ESRGAN upscale of one ``width``×``height`` image, ``tile`` pixels at a time."""
-
-    width: int
-    height: int
-    tile: int = 128
-    vae_tiling: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,56 +99,6 @@ def gb(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-@dataclass
-class _Job:
-    width: int
-    height: int
-    batch: int = 1
-    frames: int = 1
-    encode: bool = False
-    control: bool = False
-    loras: list[str] = field(default_factory=list)
-    hires: tuple[int, int] | None = None
-    upscaler: str = ""
-    tile: int = 128
-    video: bool = False
-    esrgan: bool = False  # an upscale job (ESRGAN only), not a generation
-
-
-_SHAPE_DEFAULTS: dict[str, Any] = {
-    "batch": 1, "init_image": None, "end_image": None, "control_image": None, "loras": (),
-    "hires": False, "hires_width": 0, "hires_height": 0, "hires_scale": 2.0, "hires_model": "",
-}  # fmt: skip
-
-
-_ENCODE_FIELDS = ("init_image", "ref_images", "hires", "hires_model", "hires_upscaler")
-
-
-def _job(request: Any) -> _Job:
-    if isinstance(request, Mapping):  # a door's parsed fields, before images are read
-        request = SimpleNamespace(**{**_SHAPE_DEFAULTS, **request})
-    if isinstance(request, UpscaleJob):
-        return _Job(request.width, request.height, upscaler="?", tile=request.tile, esrgan=True)
-    job = _Job(int(request.width), int(request.height))
-    job.batch = max(1, int(getattr(request, "batch", 1) or 1))
-    frames = getattr(request, "frames", None)
-    if frames is not None:
-        job.frames, job.video = max(1, int(frames)), True
-    from sdcpp_service.engine.generate import encodes
-
-    fields = {k: getattr(request, k, None) for k in _ENCODE_FIELDS}
-    job.encode = encodes(fields) or getattr(request, "end_image", None) is not None
-    job.control = getattr(request, "control_image", None) is not None
-    job.loras = [lo.path for lo in getattr(request, "loras", None) or []]
-    if getattr(request, "hires", False):
-        w, h = request.hires_width, request.hires_height
-        if not (w and h):
-            w, h = int(job.width * request.hires_scale), int(job.height * request.hires_scale)
-        job.hires = (w // 8 * 8, h // 8 * 8)
-        job.upscaler = request.hires_model or ""
-    return job
-
-
 def _slots(plan: LoadPlan | LoadOptions | Mapping[str, str]) -> tuple[dict[str, str], str, str]:
     """slot → path, the main model's arch, and the plan's wtype."""
     from sdcpp_service.models import inspect
@@ -178,15 +116,6 @@ def _slots(plan: LoadPlan | LoadOptions | Mapping[str, str]) -> tuple[dict[str, 
     return slots, arch, wtype
 
 
-def _latent(arch: str, job: _Job, size: tuple[int, int], tiling: bool) -> tuple[int, int]:
-    """Latent pixels of the whole job and of what the VAE decodes at once."""
-    f = 16 if arch == "wan2_2_ti2v" else 8
-    lw, lh = -(-size[0] // f), -(-size[1] // f)
-    lf = (job.frames - 1) // 4 + 1 if job.video else 1
-    tile = min(lw, VAE_TILE) * min(lh, VAE_TILE) if tiling else lw * lh
-    return lw * lh * lf, tile * lf
-
-
 def estimate(
     plan: LoadPlan | LoadOptions | Mapping[str, str],
     request: Any,
@@ -201,7 +130,8 @@ def estimate(
 
     ``plan`` is a :class:`~sdcpp_service.models.LoadPlan`, the :class:`LoadOptions` of a
     pipeline, or a slot → path mapping; ``request`` a ``GenerateRequest``, ``VideoRequest``
-    or :class:`UpscaleJob`; ``switches`` default to those of ``plan`` and ``request``;
+    or :class:`~sdcpp_service.fit.shape.UpscaleJob`; ``switches`` default to those of ``plan``
+    and ``request``;
     ``warm``: the process has run a job before (a server worker), see :data:`HEAP_KEEP`;
     ``one_shot``: the context serves this one job and frees each stage's weights when it is
     done (``sdcpp generate``), see :data:`HELD_ONE_SHOT`.
@@ -211,7 +141,7 @@ def estimate(
     if switches is None:
         switches = Switches.of(plan if isinstance(plan, LoadOptions) else None, request)
     wtype = switches.wtype if switches.wtype != "default" else wtype
-    job = _job(request)
+    job = shape_of(request)
     wt = None if wtype in ("", "default") else wtype
     files = [file_weights(p, s, wt) for s, p in slots.items() if s != "upscaler" or job.upscaler]
     if job.upscaler and job.upscaler != "?" and "upscaler" not in slots:
@@ -230,7 +160,7 @@ def estimate(
     gpu = backend != "cpu"
     if gpu:
         notes.append(f"{backend} figures use the CPU-measured buffer sizes")
-    compute = _compute(table, family, arch, slots, job, switches, notes)
+    compute = compute_buffers(table, family, arch, slots, job, switches, notes)
 
     def on_device(comp: str) -> bool:
         if not gpu:
@@ -240,7 +170,7 @@ def estimate(
 
     ram: dict[str, dict[str, int]] = {}
     device: dict[str, dict[str, int]] = {}
-    images = int(table.per_pixel_bytes * _pixels(job))
+    images = int(table.per_pixel_bytes * pixels(job))
     for phase in PHASES:
         if phase not in compute and phase != "load":
             continue
@@ -289,63 +219,3 @@ def estimate(
         notes=tuple(notes),
         one_shot=one_shot,
     )
-
-
-def _pixels(job: _Job) -> int:
-    w, h = job.hires or (job.width, job.height)
-    if job.upscaler == "?":
-        w, h = w * 4, h * 4
-    return w * h * job.batch * job.frames
-
-
-def _compute(
-    table: Table,
-    family: str,
-    arch: str,
-    slots: Mapping[str, str],
-    job: _Job,
-    sw: Switches,
-    notes: list[str],
-) -> dict[str, dict[str, int]]:
-    """Phase → component → compute-buffer bytes."""
-    out: dict[str, dict[str, int]] = {}
-    if job.upscaler == "?":
-        tokens = min(job.tile, job.width) * min(job.tile, job.height)
-        out["upscale"] = {"upscaler": _cost(table, "esrgan", "esrgan", False, tokens, notes)}
-        return out
-    size = job.hires or (job.width, job.height)
-    tokens, tile = _latent(arch, job, size, sw.vae_tiling)
-    fam_decode = decode_family(family)
-    tae = "taesd" in slots or "taesd" in table.phase_runners(family, "decode")
-    for phase, comp in (("conditioning", "text_encoders"), ("sampling", "diffusion_model")):
-        runners = table.phase_runners(family, phase) or (
-            ("clip",) if phase == "conditioning" else ("unet",)
-        )
-        costs = [_cost(table, r, family, sw.flash_attn, tokens, notes) for r in runners]
-        out[phase] = {comp: max(costs, default=0)}
-    if job.control:
-        extra = _cost(table, "control_net", family, sw.flash_attn, tokens, notes)
-        out["sampling"]["control_net"] = extra or out["sampling"]["diffusion_model"]
-    runner = "taesd" if tae else "vae"
-    out["decode"] = {"vae": _cost(table, runner, fam_decode, False, tile, notes)}
-    if job.upscaler:
-        t = 128 * 128
-        out["upscale"] = {"upscaler": _cost(table, "esrgan", "esrgan", False, t, notes)}
-    if job.encode:
-        notes.append("the VAE encoder is counted as costing what the decoder does")
-    return out
-
-
-def _cost(
-    table: Table, runner: str, family: str, flash: bool, tokens: int, notes: list[str]
-) -> int:
-    curve = table.curve(runner, family, flash)
-    if curve is None:
-        for fam in ("sd", "sd1", "sdxs_512_ds"):
-            curve = table.curve(runner, fam, flash)
-            if curve is not None:
-                break
-    if curve is None:
-        notes.append(f"no measured {runner} buffer; counted as 0")
-        return 0
-    return curve.at(tokens)

@@ -15,7 +15,7 @@ from typing import Any
 from sdcpp_service.config import Settings
 from sdcpp_service.errors import DoesNotFit, SdcppError
 from sdcpp_service.fit.choose import Budget, Choice, choose, total_ram
-from sdcpp_service.fit.estimate import UpscaleJob
+from sdcpp_service.fit.shape import UpscaleJob
 from sdcpp_service.fit.switches import REQUEST_SWITCHES, Switches
 
 #: Load-option switches a queued job may carry in its ``load`` mapping.
