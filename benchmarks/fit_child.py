@@ -44,7 +44,7 @@ def main() -> None:
     logger.addHandler(grab)
     logger.propagate = False
     if model == "base":
-        from sdcpp_service.engine.context import runtime
+        from sdcpp_service.engine.runtime import runtime
 
         runtime()
         print(json.dumps({"params": {}, "compute": []}))

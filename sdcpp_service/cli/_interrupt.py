@@ -36,7 +36,7 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    from sdcpp_service.engine.context import ENGINE_LOCK
+    from sdcpp_service.engine.runtime import ENGINE_LOCK
 
     def engine_busy_elsewhere() -> bool:
         if ENGINE_LOCK.acquire(blocking=False):

@@ -11,16 +11,10 @@ from typing import Any
 
 from sdcpp_service import rules
 from sdcpp_service.engine import aborts, names, photomaker
-from sdcpp_service.engine.context import (
-    ENGINE_LOCK,
-    Context,
-    enum_value,
-    image_to_c,
-    images_from_c,
-    loras_to_c,
-    runtime,
-)
+from sdcpp_service.engine.cdata import image_to_c, images_from_c, loras_to_c
+from sdcpp_service.engine.context import Context, enum_value
 from sdcpp_service.engine.images import fit
+from sdcpp_service.engine.runtime import ENGINE_LOCK, runtime
 from sdcpp_service.errors import EngineError, InvalidImage, InvalidRequest, ModelError
 from sdcpp_service.types import GenerateRequest, GenerateResult, LoadOptions, ProgressCallback
 

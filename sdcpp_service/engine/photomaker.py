@@ -81,7 +81,7 @@ def validate(options: LoadOptions, req: GenerateRequest) -> None:
 
 def to_c(req: GenerateRequest, params: Any, lib: Any, keep: list[Any]) -> None:
     """Fill ``params.pm_params`` (an ``sd_img_gen_params_t``) from ``req``."""
-    from sdcpp_service.engine.context import image_to_c
+    from sdcpp_service.engine.cdata import image_to_c
 
     pm = params.pm_params
     pm.style_strength = float(req.pm_style_strength)

@@ -17,7 +17,9 @@ from PIL import Image
 
 from sdcpp_service.config import Settings
 from sdcpp_service.engine import aborts
-from sdcpp_service.engine.context import ENGINE_LOCK, NativeOwner, image_to_c, pil_from_c, runtime
+from sdcpp_service.engine.cdata import image_to_c, pil_from_c
+from sdcpp_service.engine.context import NativeOwner
+from sdcpp_service.engine.runtime import ENGINE_LOCK, runtime
 from sdcpp_service.errors import (
     EngineError,
     InvalidRequest,

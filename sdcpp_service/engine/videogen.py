@@ -20,16 +20,11 @@ from PIL import Image
 
 from sdcpp_service import rules
 from sdcpp_service.engine import aborts, names
-from sdcpp_service.engine.context import (
-    ENGINE_LOCK,
-    enum_value,
-    image_to_c,
-    images_from_c,
-    loras_to_c,
-    runtime,
-)
+from sdcpp_service.engine.cdata import image_to_c, images_from_c, loras_to_c
+from sdcpp_service.engine.context import enum_value
 from sdcpp_service.engine.generate import _cache_mode
 from sdcpp_service.engine.images import fit
+from sdcpp_service.engine.runtime import ENGINE_LOCK, runtime
 from sdcpp_service.engine.videofile import check_fps
 from sdcpp_service.errors import EngineError, InvalidRequest, ModelError, UnsupportedModel
 from sdcpp_service.rules import (

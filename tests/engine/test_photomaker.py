@@ -107,7 +107,7 @@ def test_requests_are_checked_before_the_engine(models: Path) -> None:
 @pytest.mark.engine
 def test_pm_params_are_filled_in_the_engines_struct(tmp_path: Path) -> None:
     """The bindings' own ``sd_img_gen_params_t``: what the engine will read."""
-    from sdcpp_service.engine.context import runtime
+    from sdcpp_service.engine.runtime import runtime
 
     lib = runtime().native.lib
     params = lib.sd_img_gen_params_t()

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from sdcpp_service import InvalidRequest, Pipeline, UnknownName, VideoResult
 from sdcpp_service.cli import app
 from sdcpp_service.config import Settings
-from sdcpp_service.engine.context import runtime
 from sdcpp_service.engine.images import parse_infotext
+from sdcpp_service.engine.runtime import runtime
 from sdcpp_service.engine.videofile import save_video
 from tests.synth.kit import Kit
 
