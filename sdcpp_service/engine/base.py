@@ -279,5 +279,6 @@ class Engine(Protocol):
         ...
 
     def state(self) -> dict[str, Any]:
-        """What is warm: ``{"model": path or "", "load": overrides, "loads": models built}``."""
+        """What is warm: ``{"model": path or "", "load": overrides, "loads": models built}``,
+        and optionally ``"threads"``: the CPU threads its engine context was made with."""
         ...
