@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sdcpp_service.cluster.listen import Listener
-from sdcpp_service.cluster.queues import ANY, UPSCALE, defer, make_app, queue_for
+from sdcpp_service.cluster.queues import ANY, UPSCALE, make_app, queue_for
 from sdcpp_service.cluster.retention import ClusterOutputs
 from sdcpp_service.cluster.store import PgStore, check_schema, connect
 from sdcpp_service.config import Settings
@@ -23,7 +23,6 @@ from sdcpp_service.server.errors import NotFound, QueueFull, ServiceError
 from sdcpp_service.server.jobs import FINISHED, Images, Job
 from sdcpp_service.server.live import Event, Live, progress_data, terminal_event
 from sdcpp_service.server.options import ServerOptions
-from sdcpp_service.server.worker import error_data
 from sdcpp_service.types import Progress
 
 log = logging.getLogger("sdcpp_service.cluster")
@@ -214,12 +213,6 @@ class ClusterService(ClusterOutputs):
         if queued >= self.options.max_queue:
             raise QueueFull(queued, 10)
         await asyncio.to_thread(self.pg.submit, job, images, name, queue, client)
-        try:
-            pjob = await defer(self.app, queue, job.id)
-        except Exception as exc:
-            await asyncio.to_thread(self.pg.fail, job.id, error_data(exc))
-            raise
-        await asyncio.to_thread(self.pg.set_pjob, job.id, pjob)
         live = Live(job, client=client)
         self._follow[job.id] = asyncio.get_running_loop().create_task(self._track(live))
         return live

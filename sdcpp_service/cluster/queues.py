@@ -30,11 +30,6 @@ def make_app(url: str, max_size: int = 4) -> Any:
     return procrastinate.App(connector=connector)
 
 
-async def defer(app: Any, queue: str, job_id: str) -> int:
-    """Put a job on ``queue``; returns procrastinate's job id."""
-    return int(await app.configure_task(TASK, queue=queue).defer_async(job_id=job_id))
-
-
 async def abort(app: Any, pjob: int) -> bool:
     """Cancel a todo job, or ask its worker to abort a running one (over LISTEN/NOTIFY)."""
     return bool(await app.job_manager.cancel_job_by_id_async(pjob, abort=True))

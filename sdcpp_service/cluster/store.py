@@ -22,6 +22,19 @@ NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
 CHANNEL = "sdcpp_events"
 #: bytes of an output read per query when an API node fills its cache
 OUTPUT_CHUNK = 1 << 20
+#: a job into our table and onto its procrastinate queue (``procrastinate_defer_jobs_v1`` is
+#: what procrastinate's ``defer`` runs: priority 0, no lock, now)
+SUBMIT = """
+WITH p AS (
+    SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, %(task)s, 0, NULL, NULL,
+        %(args)s, NULL)::procrastinate_job_to_defer_v1])) AS id
+)
+INSERT INTO sdcpp_jobs (id, kind, model, model_name, queue, params, load, inputs, created,
+    client, pjob)
+SELECT %(id)s, %(kind)s, %(model)s, %(model_name)s, %(queue)s, %(params)s, %(load)s,
+    %(inputs)s, %(created)s, %(client)s, p.id FROM p
+RETURNING seq
+"""
 #: an API node's connections at most (requests beyond wait for one), and how long they wait
 POOL_SIZE, POOL_WAIT = 10, 15.0
 
@@ -154,32 +167,22 @@ class PgStore:
 
     def submit(self, job: Job, images: Images | None, model_name: str, queue: str,
                client: str) -> Job:  # fmt: skip
+        """Store the job and put it on ``queue`` (procrastinate's own defer function) in one
+        statement: one round trip, and a worker never sees one without the other."""
         from psycopg.types.json import Jsonb
+
+        from sdcpp_service.cluster.queues import TASK
 
         with self.conn() as c:
             row = c.execute(
-                "INSERT INTO sdcpp_jobs (id, kind, model, model_name, queue, params, load, "
-                "inputs, created, client) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "RETURNING seq",
-                (job.id, job.kind, job.model, model_name, queue, Jsonb(job.params),
-                 Jsonb(job.load), Jsonb(encode_images(images)), job.created, client),
+                SUBMIT,
+                {"id": job.id, "kind": job.kind, "model": job.model, "model_name": model_name,
+                 "queue": queue, "params": Jsonb(job.params), "load": Jsonb(job.load),
+                 "inputs": Jsonb(encode_images(images)), "created": job.created,
+                 "client": client, "task": TASK, "args": Jsonb({"job_id": job.id})},
             ).fetchone()  # fmt: skip
         job.seq = int(row[0])
         return job
-
-    def set_pjob(self, job_id: str, pjob: int) -> None:
-        with self.conn() as c:
-            c.execute("UPDATE sdcpp_jobs SET pjob = %s WHERE id = %s", (pjob, job_id))
-
-    def fail(self, job_id: str, error: dict[str, Any]) -> None:
-        from psycopg.types.json import Jsonb
-
-        with self.conn() as c:
-            c.execute(
-                f"UPDATE sdcpp_jobs SET state = 'failed', error = %s, finished = {NOW}, "
-                "inputs = NULL WHERE id = %s AND state = 'queued'",
-                (Jsonb(error), job_id),
-            )
 
     def get(self, job_id: str) -> Job | None:
         with self.conn() as c:
