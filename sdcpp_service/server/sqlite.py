@@ -22,72 +22,8 @@ from typing import Any
 from sdcpp_service.engine.base import IMAGE_LISTS
 from sdcpp_service.errors import StorageFull
 from sdcpp_service.server.jobs import FINISHED, MAX_ATTEMPTS, Images, Job
+from sdcpp_service.server.sqlite_schema import ADDED, SCHEMA, job_from_row
 from sdcpp_service.server.storage import is_full
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    model TEXT NOT NULL,
-    load TEXT NOT NULL,
-    params TEXT NOT NULL,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    result TEXT,
-    error TEXT,
-    owner TEXT,
-    slot INTEGER,
-    heartbeat REAL,
-    progress TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
-CREATE TABLE IF NOT EXISTS inputs (
-    job_id TEXT NOT NULL,
-    field TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (job_id, field, idx)
-);
-"""
-
-#: Columns added since the first schema (added to an older database when it is opened).
-_ADDED = (
-    ("owner", "TEXT"),
-    ("slot", "INTEGER"),
-    ("heartbeat", "REAL"),
-    ("progress", "TEXT"),
-    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
-)
-
-
-def _row(row: sqlite3.Row) -> Job:
-    def js(value: str | None) -> Any:
-        return None if value is None else json.loads(value)
-
-    return Job(
-        id=row["id"],
-        kind=row["kind"],
-        model=row["model"],
-        params=js(row["params"]),
-        load=js(row["load"]),
-        state=row["state"],
-        created=row["created"],
-        started=row["started"],
-        finished=row["finished"],
-        attempts=row["attempts"],
-        result=js(row["result"]),
-        error=js(row["error"]),
-        seq=row["seq"],
-        owner=row["owner"] or "",
-        slot=row["slot"],
-        heartbeat=row["heartbeat"],
-        cancel_requested=bool(row["cancel_requested"]),
-    )
 
 
 def _nearly_full(folder: Path) -> bool:
@@ -119,9 +55,9 @@ class SQLiteJobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
-        for name, kind in _ADDED:  # a database from before these columns
+        for name, kind in ADDED:  # a database from before these columns
             if name not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
@@ -275,7 +211,7 @@ class SQLiteJobStore:
             if row is None:
                 return None
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
-        return _row(row)
+        return job_from_row(row)
 
     def prune(self, finished_before: float) -> list[Job]:
         """Remove the jobs that finished before ``finished_before`` (a UNIX time); returns them
@@ -288,7 +224,7 @@ class SQLiteJobStore:
             db.execute(
                 f"DELETE FROM jobs WHERE state IN {FINISHED} AND finished < ?", (finished_before,)
             )
-        return [_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def finished_oldest_first(self) -> list[Job]:
         """Finished jobs, the first finished first."""
@@ -296,14 +232,14 @@ class SQLiteJobStore:
             rows = self._db.execute(
                 f"SELECT * FROM jobs WHERE state IN {FINISHED} ORDER BY finished ASC, seq ASC"
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return None if row is None else _row(row)
+        return None if row is None else job_from_row(row)
 
     def list_jobs(
         self, state: str | None = None, limit: int = 50, offset: int = 0
@@ -317,7 +253,7 @@ class SQLiteJobStore:
                 (*args, limit, offset),
             ).fetchall()
             total = self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]
-        return [_row(r) for r in rows], int(total)
+        return [job_from_row(r) for r in rows], int(total)
 
     def inputs(self, job_id: str) -> dict[str, Any]:
         """The job's input images: ``field → bytes`` (the ``IMAGE_LISTS`` → list of bytes)."""
