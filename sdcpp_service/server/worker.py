@@ -20,7 +20,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import pickle
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -28,49 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.engine.base import Engine
-from sdcpp_service.errors import Cancelled, EngineError, SdcppError, WorkerDied
+from sdcpp_service.errors import Cancelled, EngineError, WorkerDied
+from sdcpp_service.server.joberrors import JobError, as_sent, error_data
 from sdcpp_service.server.outputs import preview_png, rss, save_outputs
 from sdcpp_service.types import Progress
 
 __all__ = ["JobError", "Worker", "WorkerDied", "error_data", "rss", "worker_main"]
 
 log = logging.getLogger("sdcpp_service.server")
-
-
-class JobError(SdcppError):
-    """A stored job's error, raised again from its data (``type``, ``field``) for the clients
-    that wait on the job (the synchronous dialects)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(str(data.get("message") or "the engine failed"))
-        self.data = data
-        self.type = str(data.get("type") or "EngineError")
-        self.field = data.get("field")
-
-
-def error_data(exc: BaseException) -> dict[str, Any]:
-    """An exception as picklable data: class name (and its bases in the tree), message, field."""
-    names = [c.__name__ for c in type(exc).__mro__ if issubclass(c, SdcppError)]
-    if not isinstance(exc, SdcppError):
-        return {"type": "InternalError", "classes": [], "message": f"{type(exc).__name__}: {exc}"}
-    return {
-        "type": type(exc).__name__,
-        "classes": names,
-        "message": str(exc),
-        "field": getattr(exc, "field", None),
-    }
-
-
-def as_sent(exc: BaseException) -> SdcppError:
-    """The error to send to the server: itself when it is ours and pickles, else an
-    EngineError saying what it was."""
-    if isinstance(exc, SdcppError):
-        try:
-            pickle.loads(pickle.dumps(exc))
-            return exc
-        except Exception:
-            return EngineError(str(exc))
-    return EngineError(f"internal error in the engine worker: {type(exc).__name__}: {exc}")
 
 
 #: How much lower than the server's the engine workers' CPU priority is (``nice``): on a busy
