@@ -177,11 +177,16 @@ class Runner:
                 await self._register()
 
     async def _beat(self) -> None:
-        """Heartbeat our row, and re-run or fail the jobs of lost workers."""
+        """Heartbeat our row; every ``lost_after / 2`` s, re-run or fail the jobs of lost
+        workers (as API nodes do)."""
+        reaped = time.monotonic()
         while True:
             await asyncio.sleep(self.cfg.heartbeat)
             try:
                 await self._beat_once()
+                if time.monotonic() - reaped < self.cfg.lost_after / 2:
+                    continue  # a lost worker is found as soon, with fewer queries
+                reaped = time.monotonic()
                 async with self.db.connection() as conn:
                     await reap(self.app, conn, self.cfg.lost_after)
                     await conn.execute("DELETE FROM sdcpp_workers WHERE heartbeat < "

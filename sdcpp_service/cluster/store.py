@@ -229,13 +229,18 @@ class PgStore:
                   offset: int = 0) -> tuple[list[Job], int]:  # fmt: skip
         where, args = ("WHERE state = %s", [state]) if state else ("", [])
         order = "seq ASC" if state in ("queued", "running") else "seq DESC"
-        with self.conn() as c:
-            total = int(c.execute(f"SELECT count(*) FROM sdcpp_jobs {where}", args).fetchone()[0])
+        with self.conn() as c:  # the page and the total in one query (a poller's every call)
             rows = c.execute(
-                f"SELECT {JOB_COLUMNS} FROM sdcpp_jobs {where} ORDER BY {order} LIMIT %s OFFSET %s",
+                f"SELECT {JOB_COLUMNS}, count(*) OVER () FROM sdcpp_jobs {where} "
+                f"ORDER BY {order} LIMIT %s OFFSET %s",
                 [*args, limit, offset],
             ).fetchall()
-        return [to_job(r) for r in rows], total
+            if rows:
+                total = int(rows[0][-1])
+            else:  # past the end (or none): the total alone
+                count = c.execute(f"SELECT count(*) FROM sdcpp_jobs {where}", args).fetchone()
+                total = int(count[0])
+        return [to_job(r[:-1]) for r in rows], total
 
     def cancel(self, job_id: str) -> None:
         """Cancel a queued job at once, or ask the worker of a running one to abort it
