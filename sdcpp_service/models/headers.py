@@ -14,12 +14,25 @@ import json
 import math
 import os
 import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from sdcpp_service.errors import InvalidModelFile, UnsupportedModel
 from sdcpp_service.models.header_types import Header, TensorInfo
 
-__all__ = ["Header", "TensorInfo", "read_diffusers", "read_header", "read_safetensors"]
+__all__ = [
+    "FileMemo",
+    "Header",
+    "TensorInfo",
+    "file_stamp",
+    "read_diffusers",
+    "read_header",
+    "read_safetensors",
+]
 
 #: A safetensors header larger than this is refused (real ones are a few MB at most).
 MAX_JSON_HEADER = 64 * 1024 * 1024
@@ -41,8 +54,64 @@ SAFETENSORS_ITEMSIZE: dict[str, int] = {
 }
 
 
+#: A file modified less than this long ago is read again on every call (its timestamps are
+#: coarse, ~4 ms: a file rewritten in place within one tick could look unchanged).
+SETTLED_SECONDS = 2.0
+
+T = TypeVar("T")
+
+
+def file_stamp(path: str | Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from another (device, inode, size, mtime, ctime);
+    None for a folder, a file that cannot be stat'ed, or one modified a moment ago."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path) or time.time() - st.st_mtime < SETTLED_SECONDS:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileMemo(Generic[T]):
+    """What a pure function of one file's contents returned, kept per path and version of the
+    file (:func:`file_stamp`), the least recently used dropped past ``size``. A server checks
+    every request against the same model files: without this each request parsed their
+    headers again (megabytes of JSON for a large checkpoint). Errors are never kept."""
+
+    def __init__(self, fn: Callable[[str | Path], T], size: int = 32) -> None:
+        self.fn, self.size = fn, size
+        self._items: OrderedDict[tuple[str, tuple[int, ...]], T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str | Path) -> T:
+        stamp = file_stamp(path)
+        if stamp is None:
+            return self.fn(path)
+        key = (str(path), stamp)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = self.fn(path)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 def read_header(path: str | Path) -> Header:
-    """Read the header of a model file or diffusers folder; never reads weights."""
+    """Read the header of a model file or diffusers folder; never reads weights. A file read
+    before, unchanged since, is answered from memory (:class:`FileMemo`)."""
+    return _HEADERS(path)
+
+
+def _read_header(path: str | Path) -> Header:
     p = Path(path)
     if p.is_dir():
         return read_diffusers(p)
@@ -70,6 +139,9 @@ def read_header(path: str | Path) -> Header:
     if not head:
         raise InvalidModelFile(p, "empty file")
     raise InvalidModelFile(p, "not a safetensors, GGUF or PyTorch file")
+
+
+_HEADERS = FileMemo(_read_header)
 
 
 def read_safetensors(path: str | Path) -> Header:

@@ -11,7 +11,7 @@ from typing import Any
 from sdcpp_service.errors import UnsupportedModel
 from sdcpp_service.models.archs import ENGINE_VERSION_NAMES, Defaults, Need
 from sdcpp_service.models.detect import Detection, detect
-from sdcpp_service.models.headers import Header, read_header
+from sdcpp_service.models.headers import FileMemo, Header, read_header
 
 #: Model-file extensions, stripped to make a short name.
 MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
@@ -125,11 +125,16 @@ def summarize(header: Header, found: Detection) -> ModelInfo:
 
 
 def inspect(path: str | Path) -> ModelInfo:
-    """Read a model file's header (never its weights) and say what it is.
+    """Read a model file's header (never its weights) and say what it is; a file inspected
+    before, unchanged since, is answered from memory.
 
     Raises :class:`~sdcpp_service.errors.InvalidModelFile` for unreadable, truncated or corrupt
     files and :class:`~sdcpp_service.errors.UnsupportedModel` when nothing in the table matches.
     """
+    return _INSPECTED(path)
+
+
+def _inspect(path: str | Path) -> ModelInfo:
     header = read_header(path)
     found = detect(header.tensors)
     if found is None:
@@ -138,3 +143,6 @@ def inspect(path: str | Path) -> ModelInfo:
             path, f"no known model layout ({len(header.tensors)} tensors, e.g. {sample})"
         )
     return summarize(header, found)
+
+
+_INSPECTED = FileMemo(_inspect)

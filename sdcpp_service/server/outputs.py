@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from sdcpp_service.engine.base import EngineJob, JobOutput, VideoJob
+from sdcpp_service.engine.images import TRANSPORT_PNG_LEVEL
 from sdcpp_service.errors import StorageFull
 
 
@@ -34,15 +35,18 @@ def rss(pid: int | None) -> int:
     return 0
 
 
-def save_outputs(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, Any]:
+def save_outputs(
+    result: JobOutput, job: EngineJob, outputs: Path, png_level: int = TRANSPORT_PNG_LEVEL
+) -> dict[str, Any]:
     """Write the job's files and describe them; on a full disk none of its files stay and
-    :class:`~sdcpp_service.errors.StorageFull` is raised."""
+    :class:`~sdcpp_service.errors.StorageFull` is raised. PNGs are compressed at zlib's
+    ``png_level`` (``SDCPP_PNG_LEVEL``; a server's PNGs are sent once, so it is low)."""
     from sdcpp_service.server.storage import is_full
 
     try:
         if isinstance(job, VideoJob):
             return save_video(result, job, outputs)
-        return save_images(result, job, outputs)
+        return save_images(result, job, outputs, png_level)
     except Exception as exc:
         remove_files(job_files(outputs).get(job.id, []))
         if is_full(exc):
@@ -50,7 +54,9 @@ def save_outputs(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, 
         raise
 
 
-def save_images(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, Any]:
+def save_images(
+    result: JobOutput, job: EngineJob, outputs: Path, png_level: int = TRANSPORT_PNG_LEVEL
+) -> dict[str, Any]:
     """Write each image as ``<job id>-<n>.png`` (atomically, with infotext); describe them."""
     from sdcpp_service.engine.images import save_image
 
@@ -59,7 +65,8 @@ def save_images(result: JobOutput, job: EngineJob, outputs: Path) -> dict[str, A
     for i, image in enumerate(result.images):
         name = f"{job.id}-{i}.png"
         text = str(image.info.get("parameters", ""))
-        save_image(image, outputs / name, text, image.info.get("sdcpp"), force=True)
+        meta = image.info.get("sdcpp")
+        save_image(image, outputs / name, text, meta, force=True, png_level=png_level)
         names.append(name)
         infotexts.append(text)
     first = result.images[0].size if result.images else (0, 0)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdcpp_service.engine.base import PIPELINE_KINDS, Engine
+from sdcpp_service.engine.images import TRANSPORT_PNG_LEVEL
 from sdcpp_service.errors import InvalidRequest
 from sdcpp_service.server.worker import Worker, rss
 
@@ -179,9 +180,18 @@ class Pool:
 
     @classmethod
     def create(
-        cls, engine: Engine, outputs: Path, workers: int, start_timeout: float, max_memory: int
+        cls,
+        engine: Engine,
+        outputs: Path,
+        workers: int,
+        start_timeout: float,
+        max_memory: int,
+        png_level: int = TRANSPORT_PNG_LEVEL,
     ) -> Pool:
-        slots = [Slot(i, Worker(engine, outputs, start_timeout)) for i in range(max(1, workers))]
+        slots = [
+            Slot(i, Worker(engine, outputs, start_timeout, png_level))
+            for i in range(max(1, workers))
+        ]
         return cls(slots, max_memory or default_budget())
 
     def used(self, without: Slot | None = None) -> int:

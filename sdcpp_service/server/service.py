@@ -47,6 +47,7 @@ class Service(PoolStatus):
             options.workers,
             options.worker_start_timeout,
             int(options.max_memory_gb * GB),
+            settings.png_level,
         )
         self.storage = Storage(settings.data_dir)
         #: job id → its estimated peak bytes (set at submission; the pool charges it)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcpp_service.engine.base import Engine
+from sdcpp_service.engine.images import TRANSPORT_PNG_LEVEL
 from sdcpp_service.errors import Cancelled, EngineError, WorkerDied
 from sdcpp_service.server.joberrors import JobError, as_sent, error_data
 from sdcpp_service.server.outputs import preview_png, rss, save_outputs
@@ -43,8 +44,11 @@ log = logging.getLogger("sdcpp_service.server")
 WORKER_NICE = 10
 
 
-def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
-    """The child process: start the engine, then serve calls until ``stop`` or EOF."""
+def worker_main(
+    conn: Connection, engine: Engine, outputs: str, png_level: int = TRANSPORT_PNG_LEVEL
+) -> None:
+    """The child process: start the engine, then serve calls until ``stop`` or EOF; a job's
+    images are written here (PNG at zlib ``png_level``), only their names cross the pipe."""
     out_dir = Path(outputs)
     try:
         os.nice(WORKER_NICE)
@@ -79,7 +83,7 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
                 engine.unload()
                 return
             if op == "run":
-                reply = save_outputs(engine.run(msg[1], report), msg[1], out_dir)
+                reply = save_outputs(engine.run(msg[1], report), msg[1], out_dir, png_level)
             elif op == "load":
                 reply = engine.load(msg[1], msg[2])
             elif op == "unload":
@@ -95,9 +99,16 @@ def worker_main(conn: Connection, engine: Engine, outputs: str) -> None:
 class Worker:
     """Supervises one worker process: start, call, kill (cancel), restart, close."""
 
-    def __init__(self, engine: Engine, outputs: Path, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        outputs: Path,
+        start_timeout: float = 120.0,
+        png_level: int = TRANSPORT_PNG_LEVEL,
+    ) -> None:
         self.engine = engine
         self.outputs = outputs
+        self.png_level = png_level
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
         self.starts = 0
@@ -147,7 +158,7 @@ class Worker:
             self._cancelling = False
             proc = ctx.Process(
                 target=worker_main,
-                args=(child, self.engine, str(self.outputs)),
+                args=(child, self.engine, str(self.outputs), self.png_level),
                 name="sdcpp-worker",
                 daemon=True,
             )
