@@ -5,7 +5,8 @@ Placement (:meth:`Pool.plan`), for the queue in order:
 1. an idle worker that has the job's model *and* load options warm takes it;
 2. else, when a busy worker has it warm and no earlier queued job waits for that worker, the job
    waits for it (a reload costs more than a short wait), unless it was passed over
-   ``max_skips`` times already (no starvation);
+   ``max_skips`` times already (no starvation; waiting in line for such a worker, which takes
+   its model's jobs in order, is not being passed over);
 3. else an idle worker takes it, replacing the model no queued job wants, least recently used
    first; but when every idle worker is warm for a job a little further back (within
    ``window``), that job goes first, again at most ``max_skips`` times past the same job.
@@ -224,6 +225,10 @@ class Pool:
         idle = [s for s in self.slots if s.idle and not s.worker.closing]
         out: list[Assignment] = []
         waiting: dict[str, int] = {}  # key → queued jobs already waiting for its busy workers
+        #: jobs in line for a busy worker warm for them: not passed over when a job behind them
+        #: starts elsewhere, for that worker takes them in order (counting them moved models
+        #: between workers for nothing when several models' jobs are queued at once)
+        in_line: set[str] = set()
         for i, live in enumerate(queue):
             if not idle:
                 break
@@ -241,6 +246,8 @@ class Pool:
                 out.append(Assignment(live, _pop(idle, warm[0]), room))
                 continue
             busy = [s for s in self.holding(key) if not s.idle]
+            if busy:
+                in_line.add(live.job.id)
             if not urgent and waiting.get(key, 0) < len(busy):
                 waiting[key] = waiting.get(key, 0) + 1
                 continue
@@ -258,7 +265,7 @@ class Pool:
         started = {a.live.job.id for a in out}
         last = max((queue.index(a.live) for a in out), default=-1)
         for live in queue[:last]:
-            if live.job.id not in started:
+            if live.job.id not in started and live.job.id not in in_line:
                 live.skips += 1
         return out
 

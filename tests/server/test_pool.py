@@ -80,6 +80,26 @@ def test_no_job_starves_behind_warm_models(tmp_path: Path) -> None:
     assert 0 < order.index(first) <= SKIPS
 
 
+def test_first_in_line_for_a_busy_warm_worker_is_not_passed_over(tmp_path: Path) -> None:
+    """A,B,A,B… queued at once on two workers warm for a and b: while a's worker is busy, b's
+    worker takes the b jobs behind the first a job, which waits for its own worker; it is never
+    counted as passed over, so it never moves model a onto b's worker (a reload for nothing)."""
+    p = pool(tmp_path, 2)
+    warm(p.slots[0], "a")
+    warm(p.slots[1], "b")
+    p.slots[0].busy = "job"
+    head = live("a")
+    queue = [head, *(live(m) for m in "ba" * 8)]
+    for _ in range(2 * SKIPS):
+        (a,) = p.plan(queue, 3 * WINDOW, SKIPS)
+        assert (a.live.job.model, a.slot.index) == ("b", 1)
+        queue.remove(a.live)
+        warm(p.slots[1], "b")
+    assert [q.skips for q in queue if q.job.model == "a"] == [0] * 9 and queue[0] is head
+    p.slots[0].busy = ""
+    assert placed(p, queue)[0] == ("a", 0)
+
+
 def test_memory_budget_evicts_idle_models_waits_for_busy_ones(tmp_path: Path) -> None:
     model = tmp_path / "big.safetensors"
     model.write_bytes(b"\0" * 600)
