@@ -1,6 +1,5 @@
-"""CPU threads shared among the pool's engine workers: with no ``--threads``, each of N workers on
-a CPU build gets the physical cores divided by N (at least one), read back from the engine
-context it made; ``--threads`` still decides; a GPU build keeps every core."""
+"""CPU threads of the pool's engine workers: with no ``--threads`` each worker gets every physical
+core (read back from the engine context it made); ``--threads`` decides for every worker."""
 
 from __future__ import annotations
 
@@ -17,26 +16,24 @@ from tests.server.test_pool_engine import home, wait_warm, workers  # noqa: F401
 from tests.synth.kit import Kit
 
 
-def test_share_threads_divides_cores_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_worker_gets_every_core_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sdcpp_service.config.physical_cores", lambda: 8)
     cpu = {"type": "cpu", "name": "CPU"}
     assert share_threads(0, 1, cpu) == 8
-    assert share_threads(0, 2, cpu) == 4
-    assert share_threads(0, 3, cpu) == 2
-    assert share_threads(0, 16, cpu) == 1  # at least one each
-    assert share_threads(0, 2, None) == 4  # no device listed: the CPU computes
+    assert share_threads(0, 2, cpu) == 8
+    assert share_threads(0, 2, None) == 8
     assert share_threads(6, 2, cpu) == 6  # --threads decides
     assert share_threads(0, 2, {"type": "gpu", "name": "CUDA0"}) == 8
 
 
 @pytest.mark.engine
-def test_two_workers_share_the_cores(home: Path, kit: Kit) -> None:  # noqa: F811
+def test_two_workers_report_their_threads(home: Path, kit: Kit) -> None:  # noqa: F811
     settings = Settings(data_dir=home / "data-threads", model_dirs=(home / "models",))
     assert settings.threads == 0  # no --threads
     app = create_app(settings, options=ServerOptions(workers=2, preload="sdxs"))
     with TestClient(app) as client:
         wait_warm(client, {"sdxs"})
-        each = max(1, physical_cores() // 2)
+        each = physical_cores()
         listed = workers(client)
         assert [w["threads"] for w in listed] == [each, each]
         system = client.get("/system").json()
