@@ -67,4 +67,4 @@ def worker(
                        name=name)  # fmt: skip
     typer.echo(f"sdcpp worker: {', '.join(preloads) or '-'}{' +any' if any_model else ''} "
                f"on {workers} engine process(es)", err=True)  # fmt: skip
-    run_worker(settings, PipelineEngine(settings, workers=workers), cfg)
+    run_worker(settings, PipelineEngine(settings), cfg)

@@ -36,7 +36,7 @@ def create_app(
     worker process); tests pass ``tests.fakes.FakeEngine``."""
     settings = settings or Settings.from_env()
     options = options or ServerOptions()
-    engine = engine if engine is not None else PipelineEngine(settings, workers=options.workers)
+    engine = engine if engine is not None else PipelineEngine(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

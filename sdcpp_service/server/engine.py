@@ -7,7 +7,7 @@ The protocol, the typed jobs and the output are in :mod:`sdcpp_service.engine.ba
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -91,19 +91,6 @@ def upscale_result(
     return JobOutput([out], [-1], params, timings)
 
 
-def share_threads(threads: int, workers: int, device: dict[str, Any] | None) -> int:
-    """CPU threads for one of ``workers`` engine processes: ``threads`` when given
-    (``--threads``), else every physical core. Dividing the cores among CPU workers by default
-    was measured and dropped: on the quiet 2-core kit box one client's jobs, one after the
-    other, took 12.0 s each on one thread against 7.8 s on two (the common case of several warm
-    models, one user), while jobs submitted at once gained only 13 % (57 vs 64 s for 8 SD1
-    jobs). Who runs many clients at once on a CPU build sets ``--threads cores/N``."""
-    from sdcpp_service.config import physical_cores
-
-    del workers, device  # the same answer for a CPU and a GPU build, one worker or many
-    return threads if threads > 0 else physical_cores()
-
-
 @dataclass
 class PipelineEngine:
     """The real engine: a :class:`~sdcpp_service.engine.pipeline.Pipeline` kept warm between
@@ -118,8 +105,6 @@ class PipelineEngine:
     model: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     loads: int = 0
-    #: how many engine workers share this machine's cores (``sdcpp serve --workers``)
-    workers: int = 1
 
     def start(self) -> dict[str, Any]:
         from sdcpp_service.engine import sdcpp
@@ -129,9 +114,7 @@ class PipelineEngine:
         info["samplers"] = list(nat.enum_names("sample_method"))
         info["schedulers"] = list(nat.enum_names("scheduler"))
         info["hires_upscalers"] = list(nat.enum_names("hires_upscaler"))
-        threads = share_threads(self.settings.threads, self.workers, info.get("device"))
-        self.settings = replace(self.settings, threads=threads)
-        info["threads"] = threads
+        info["threads"] = self.settings.default_threads  # --threads, else every core
         return info
 
     def load(self, model: str, load: dict[str, Any]) -> dict[str, Any]:

@@ -10,20 +10,9 @@ from starlette.testclient import TestClient
 
 from sdcpp_service.config import Settings, physical_cores
 from sdcpp_service.server.app import create_app
-from sdcpp_service.server.engine import share_threads
 from sdcpp_service.server.options import ServerOptions
 from tests.server.test_pool_engine import home, wait_warm, workers  # noqa: F401
 from tests.synth.kit import Kit
-
-
-def test_every_worker_gets_every_core_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sdcpp_service.config.physical_cores", lambda: 8)
-    cpu = {"type": "cpu", "name": "CPU"}
-    assert share_threads(0, 1, cpu) == 8
-    assert share_threads(0, 2, cpu) == 8
-    assert share_threads(0, 2, None) == 8
-    assert share_threads(6, 2, cpu) == 6  # --threads decides
-    assert share_threads(0, 2, {"type": "gpu", "name": "CUDA0"}) == 8
 
 
 @pytest.mark.engine
