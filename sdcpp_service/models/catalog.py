@@ -9,10 +9,10 @@ folder is re-listed from the cache without opening a single model file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,7 +51,8 @@ def cache_kind() -> str:
 
     tables = (archs.MODEL_RULES, archs.CONTROL_RULES, archs.GROUP_PREFIXES, components.VAE_RULES,
               components.TE_RULES, components.OTHER_RULES, components.LORA_FAMILIES, __version__)  # fmt: skip
-    return "model-info-" + hashlib.sha256(repr(tables).encode()).hexdigest()[:16]
+    key = repr(tables).encode()  # zlib, not hashlib: a one-shot command then never loads OpenSSL
+    return f"model-info-{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ infotext, ``title = "name [hash10]"`` in ``/sdapi/v1/sd-models``).
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 from dataclasses import asdict, dataclass
@@ -43,6 +42,8 @@ class FileDigest:
     and the file never counts in this process's RSS; file systems without mmap get reads."""
 
     def __init__(self, path: str | Path) -> None:
+        import hashlib  # here: importing it loads OpenSSL (3 MiB resident), which most runs never use
+
         self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed when the last window is done
         self.size = os.fstat(self._fh.fileno()).st_size
         self.offset = 0

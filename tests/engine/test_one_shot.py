@@ -112,3 +112,35 @@ def test_cli_generate_and_img2img_run_one_shot(
     assert made == [(True, True), (True, False)]
     with Image.open(out) as im:
         assert same(im.convert("RGB"), warm.generate("a fox", **SMALL)[0])
+
+
+def test_a_one_shot_generate_loads_nothing_it_does_not_use(kit: Kit, tmp_path: Path) -> None:
+    """Every module resident in a one-shot process counts against its peak beside sd-cli's:
+    ``sdcpp generate`` on the real engine imports neither OpenSSL (``hashlib``, 3 MiB resident;
+    only the first use of a model file hashes it, for the infotext) nor the server, queue or
+    download stacks."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.png"
+    probe = (
+        "import sys\n"
+        "from sdcpp_service.cli import main\n"
+        f"sys.argv = ['sdcpp', 'generate', 'a fox', '-m', {str(kit.path('sdxs'))!r}, '-W', '64',"
+        f" '-H', '64', '--steps', '1', '-o', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = {'_hashlib', 'ssl', 'numpy', 'starlette', 'uvicorn', 'httpx', 'procrastinate',"
+        " 'psycopg', 'huggingface_hub', 'gguf', 'av', 'rich'}\n"
+        "print('LOADED', sorted(heavy & set(sys.modules)))\n"
+    )
+    env = {**__import__("os").environ, "SDCPP_DATA_DIR": str(tmp_path / "data")}
+    loaded = []
+    for _ in range(2):  # the first run hashes the model file and caches its hash
+        out.unlink(missing_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert out.is_file()
+        loaded.append(done.stdout.rsplit("LOADED ", 1)[-1].strip())
+    assert loaded == ["['_hashlib']", "[]"]
