@@ -17,7 +17,8 @@ them) on ``sdcpp serve --workers 2 --preload A,B`` against ``--workers 1 --prelo
 reloads on every switch), printed as the ratio of total times (target ≤ 0.6 where reloads
 dominate), with the resident memory of each warm model, in two scenarios: one after the other
 (one client waiting for each job: at best engine / (engine + reload)) and all submitted at once
-(several clients: two workers also run two jobs at once, each on its share of the CPU cores).
+(several clients: on a GPU two workers also run two jobs at once; on the CPU, where every engine
+uses every core, they take turns, each on its warm worker — ``Pool.parallel``).
 Both servers run side by side (own data dirs) and the four runs go 1, 2, 2, 1 so that drift in
 the machine's load falls on both. One job per model runs first, untimed, on each server: the
 first job on a model pays for its sha256 (the infotext's model hash) and its first compute

@@ -114,8 +114,16 @@ def serve(
     ] = None,
     workers: Annotated[
         int,
-        Opt("--workers", help="Engine processes, each keeping one model warm (jobs run at once)."),
+        Opt("--workers", help="Engine processes, each keeping one model warm."),
     ] = 1,
+    parallel: Annotated[
+        int,
+        Opt(
+            "--parallel",
+            help="Jobs that may run at once (0: every worker on a GPU; on the CPU, as many as "
+            "the physical cores hold at --threads each).",
+        ),
+    ] = 0,
     max_memory: Annotated[
         float,
         Opt(
@@ -180,6 +188,8 @@ def serve(
         raise fail("--max-queue must be between 1 and 100000")
     if not 1 <= workers <= 64:
         raise fail("--workers must be between 1 and 64")
+    if not 0 <= parallel <= workers:
+        raise fail(f"--parallel must be between 0 (automatic) and --workers ({workers})")
     check_port(host, port)
     preloads = [name.strip() for name in (preload or "").split(",") if name.strip()]
     if len(preloads) > workers:
@@ -187,9 +197,9 @@ def serve(
             f"--preload names {len(preloads)} models but there are {workers} worker(s): each "
             f"worker keeps one model warm; add --workers {len(preloads)}"
         )
-    if queue and (preloads or workers != 1):
+    if queue and (preloads or workers != 1 or parallel):
         raise fail("with --queue the workers run the engine: give --preload and --workers to "
-                   "`sdcpp worker`")  # fmt: skip
+                   "`sdcpp worker`, not to `serve`")  # fmt: skip
     settings = host_settings(models, data_dir, threads)
     options = ServerOptions(
         api_keys=keys,
@@ -197,6 +207,7 @@ def serve(
         max_queue=max_queue,
         preload=",".join(preloads),
         workers=workers,
+        parallel=parallel,
         max_memory_gb=max_memory,
         keep_jobs_hours=keep_jobs,
         keep_outputs_gb=keep_outputs_gb,

@@ -1,9 +1,9 @@
 """``sdcpp worker``: a GPU host's engine pool taking jobs from the cluster's queues.
 
 It reuses the embedded server's pool (:class:`~sdcpp_service.server.pool.Pool`, one supervised
-engine process per slot); procrastinate fetches jobs (``concurrency`` = ``--workers``) from the
-queues of its preloaded models (and ``any`` with ``--any``), heartbeats, and aborts a job when
-an API node cancels it. Results and outputs are stored in one transaction, only while this
+engine process per slot); procrastinate fetches as many jobs at once as the pool runs
+(``Pool.parallel``) from the queues of its preloaded models (and ``any`` with ``--any``),
+heartbeats, and aborts a job when an API node cancels it. Results and outputs are stored in one transaction, only while this
 attempt still holds the job (a late result after a re-run elsewhere is discarded).
 """
 
@@ -48,6 +48,8 @@ class WorkerConfig:
     preload: tuple[str, ...] = ()
     any_model: bool = False
     workers: int = 1
+    #: jobs run at once (0: as the engine's device allows, see ``Pool.parallel``)
+    parallel: int = 0
     #: seconds between heartbeats; a worker silent for ``lost_after`` seconds is lost
     heartbeat: float = 2.0
     lost_after: float = 10.0
@@ -66,8 +68,8 @@ class Runner:
         self.id = cfg.name or f"{self.host}:{os.getpid()}"
         self.outputs = settings.data_dir / "worker-outputs" / self.id.replace(":", "-")
         self.outputs.mkdir(parents=True, exist_ok=True)
-        self.pool = Pool.create(DeathSignal(engine), self.outputs, cfg.workers,
-                                cfg.start_timeout, int(cfg.max_memory_gb * GB))  # fmt: skip
+        self.pool = Pool.create(DeathSignal(engine), self.outputs, cfg.workers, cfg.start_timeout,
+                                int(cfg.max_memory_gb * GB), parallel=cfg.parallel)  # fmt: skip
         self.local = Localizer(settings)
         #: preloaded model name → its path here
         self.models: dict[str, str] = {}
@@ -115,7 +117,7 @@ class Runner:
             self.app.task(name=TASK, pass_context=True)(run_job)
             log.warning("sdcpp worker %s: queues %s", self.id, ", ".join(self.queues))
             await self.app.run_worker_async(
-                queues=self.queues, concurrency=self.cfg.workers, name=self.id,
+                queues=self.queues, concurrency=self.pool.parallel(), name=self.id,
                 update_heartbeat_interval=self.cfg.heartbeat,
                 stalled_worker_timeout=self.cfg.lost_after, abort_job_polling_interval=1.0,
                 fetch_job_polling_interval=2.0, install_signal_handlers=True,

@@ -46,6 +46,8 @@ class ServerOptions:
     preload: str = ""
     #: engine worker processes, each keeping one model warm
     workers: int = 1
+    #: jobs that may run at once (0: every worker on a GPU; on the CPU, what the cores hold)
+    parallel: int = 0
     #: memory budget for the warm models in GB (0: 90 % of the machine's RAM)
     max_memory_gb: float = 0.0
     max_body_bytes: int = 64 * 1024 * 1024

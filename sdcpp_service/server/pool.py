@@ -17,6 +17,12 @@ at least the files' size); a running job is charged its estimated peak
 ``footprint`` the service estimated at submission). A job or load that would take the total
 over ``max_memory`` first unloads idle workers' models (least recently used first), waits for
 busy ones, and a model larger than the whole budget is refused with a message naming both sizes.
+
+Compute: at most :meth:`Pool.parallel` jobs run at once. Engines computing on the CPU each use
+``threads`` cores, and engines sharing cores only slow each other down (two SD1 jobs at once on
+2 cores, 2 threads each: 1.23x the time of one after the other), so there it is as many as
+the physical cores hold; on a GPU, every worker. Workers beyond it still keep their models warm:
+a job for one waits for a turn, not for a reload.
 """
 
 from __future__ import annotations
@@ -178,6 +184,8 @@ class Pool:
     max_memory: int
     #: a job's estimated peak bytes beyond its worker's runtime (None: not estimated)
     footprint: Callable[[Job], int | None] | None = None
+    #: jobs that may run at once (``--parallel``; 0: as the engine's device allows)
+    max_parallel: int = 0
 
     @classmethod
     def create(
@@ -188,12 +196,26 @@ class Pool:
         start_timeout: float,
         max_memory: int,
         png_level: int = TRANSPORT_PNG_LEVEL,
+        parallel: int = 0,
     ) -> Pool:
         slots = [
             Slot(i, Worker(engine, outputs, start_timeout, png_level))
             for i in range(max(1, workers))
         ]
-        return cls(slots, max_memory or default_budget())
+        return cls(slots, max_memory or default_budget(), max_parallel=parallel)
+
+    def parallel(self) -> int:
+        """How many jobs may run at once: ``--parallel`` when given; else, where the engine
+        computes on the CPU, as many as its physical cores hold at each engine's ``threads``
+        (at least one); on a GPU (or before a worker has said), every worker."""
+        if self.max_parallel:
+            return min(self.max_parallel, len(self.slots))
+        info = next((s.worker.info for s in self.slots if s.worker.info), None) or {}
+        device = info.get("device") or {}
+        cores, threads = info.get("physical_cores"), info.get("threads")
+        if device.get("type") != "cpu" or not cores or not threads:
+            return len(self.slots)
+        return max(1, min(len(self.slots), int(cores) // int(threads)))
 
     def used(self, without: Slot | None = None) -> int:
         return sum(s.model_bytes for s in self.slots if s is not without)
@@ -223,6 +245,7 @@ class Pool:
     def plan(self, queue: Sequence[Live], window: int, max_skips: int) -> list[Assignment]:
         """Which queued jobs start now, on which idle workers (see the module docstring)."""
         idle = [s for s in self.slots if s.idle and not s.worker.closing]
+        turns = self.parallel() - sum(1 for s in self.slots if s.busy == "job")
         out: list[Assignment] = []
         waiting: dict[str, int] = {}  # key → queued jobs already waiting for its busy workers
         #: jobs in line for a busy worker warm for them: not passed over when a job behind them
@@ -230,7 +253,7 @@ class Pool:
         #: between workers for nothing when several models' jobs are queued at once)
         in_line: set[str] = set()
         for i, live in enumerate(queue):
-            if not idle:
+            if not idle or len(out) >= turns:
                 break
             key, urgent = live.key, live.skips >= max_skips
             if live.job.kind not in PIPELINE_KINDS:  # an upscale: any worker, model kept

@@ -48,6 +48,7 @@ class Service(PoolStatus):
             options.worker_start_timeout,
             int(options.max_memory_gb * GB),
             settings.png_level,
+            options.parallel,
         )
         self.storage = Storage(settings.data_dir)
         #: job id → its estimated peak bytes (set at submission; the pool charges it)

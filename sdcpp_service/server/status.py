@@ -112,6 +112,7 @@ class PoolStatus:
             view["model_name"] = self.model_name(view["model"]) if view["model"] else None
         return {
             "workers": views,
+            "parallel": self.pool.parallel(),
             "max_memory_bytes": self.pool.max_memory,
             "models_bytes": self.pool.used(),
             "queued": self.queued(),

@@ -100,6 +100,28 @@ def test_first_in_line_for_a_busy_warm_worker_is_not_passed_over(tmp_path: Path)
     assert placed(p, queue)[0] == ("a", 0)
 
 
+def test_jobs_take_turns_where_the_cores_hold_one_engine(tmp_path: Path) -> None:
+    """On the CPU with every core per engine, one job computes at a time: the next one waits
+    for its turn on its own warm worker; a GPU, or --parallel, lets every worker run."""
+    p = pool(tmp_path, 2)
+    warm(p.slots[0], "a")
+    warm(p.slots[1], "b")
+    assert p.parallel() == 2  # no worker has said where it computes yet
+    p.slots[0].worker.info = {"device": {"type": "cpu"}, "physical_cores": 2, "threads": 2}
+    assert p.parallel() == 1
+    assert placed(p, [live("a"), live("b")]) == [("a", 0)]
+    p.slots[0].busy = "job"
+    assert placed(p, [live("b")]) == []  # b's worker is idle and warm, but it is not b's turn
+    p.slots[0].busy = ""
+    assert placed(p, [live("b"), live("a")]) == [("b", 1)]
+    p.slots[0].worker.info["threads"] = 1  # two engines of one thread each fit two cores
+    assert placed(p, [live("b"), live("a")]) == [("b", 1), ("a", 0)]
+    p.slots[0].worker.info = {"device": {"type": "gpu"}, "physical_cores": 2, "threads": 2}
+    assert p.parallel() == 2
+    p.max_parallel = 1  # --parallel 1
+    assert placed(p, [live("b"), live("a")]) == [("b", 1)]
+
+
 def test_memory_budget_evicts_idle_models_waits_for_busy_ones(tmp_path: Path) -> None:
     model = tmp_path / "big.safetensors"
     model.write_bytes(b"\0" * 600)

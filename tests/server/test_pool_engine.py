@@ -45,7 +45,7 @@ def make(home: Path, data: str, **options: Any) -> TestClient:
 
 @pytest.fixture(scope="module")
 def client(home: Path) -> Iterator[TestClient]:
-    with make(home, "data", workers=2, preload="sdxs,sd1") as c:
+    with make(home, "data", workers=2, preload="sdxs,sd1", parallel=2) as c:
         yield c
 
 
