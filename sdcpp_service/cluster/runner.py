@@ -32,7 +32,8 @@ from sdcpp_service.errors import Cancelled, SdcppError, WorkerDied
 from sdcpp_service.server import models
 from sdcpp_service.server.jobs import Job
 from sdcpp_service.server.live import Live, progress_data
-from sdcpp_service.server.pool import GB, Pool, Slot, model_key
+from sdcpp_service.server.pool import Pool
+from sdcpp_service.server.slot import GB, Slot, model_key
 from sdcpp_service.server.worker import error_data
 from sdcpp_service.types import Progress
 

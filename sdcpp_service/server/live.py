@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdcpp_service.server.jobs import Job
-from sdcpp_service.server.pool import model_key
+from sdcpp_service.server.slot import model_key
 from sdcpp_service.types import Progress
 
 Event = tuple[str, dict[str, Any]]

@@ -21,7 +21,8 @@ from sdcpp_service.errors import Cancelled, SdcppError, StorageFull, WorkerDied
 from sdcpp_service.server.errors import NotFound, QueueFull
 from sdcpp_service.server.jobs import Images, Job
 from sdcpp_service.server.live import OUTPUT_URL, Event, Live, progress_data, terminal_event
-from sdcpp_service.server.pool import Assignment, Pool, Slot
+from sdcpp_service.server.pool import Assignment, Pool
+from sdcpp_service.server.slot import Slot
 from sdcpp_service.server.storage import Storage
 from sdcpp_service.server.store import JobStore
 from sdcpp_service.server.unsaved import Unsaved

@@ -24,8 +24,9 @@ from sdcpp_service.server.hashing import IdleHasher
 from sdcpp_service.server.jobs import FINISHED, Job
 from sdcpp_service.server.options import OUTPUT_NAME, PRUNE_INTERVAL, ServerOptions
 from sdcpp_service.server.outputs import job_files, remove_files
-from sdcpp_service.server.pool import GB, Pool, Slot
+from sdcpp_service.server.pool import Pool
 from sdcpp_service.server.scheduler import Live, Scheduler
+from sdcpp_service.server.slot import GB, Slot
 from sdcpp_service.server.sqlite import SQLiteJobStore
 from sdcpp_service.server.status import PoolStatus
 from sdcpp_service.server.storage import Storage

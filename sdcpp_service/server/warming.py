@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sdcpp_service.errors import SdcppError
-from sdcpp_service.server.pool import Slot, model_key
+from sdcpp_service.server.slot import Slot, model_key
 
 if TYPE_CHECKING:
     from sdcpp_service.server.scheduler import Scheduler

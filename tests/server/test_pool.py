@@ -12,8 +12,9 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from sdcpp_service.server.jobs import Job, new_id
-from sdcpp_service.server.pool import Pool, Slot, model_key
+from sdcpp_service.server.pool import Pool
 from sdcpp_service.server.scheduler import Live
+from sdcpp_service.server.slot import Slot, model_key
 from sdcpp_service.server.worker import Worker
 from tests.fakes import FakeEngine
 from tests.server.conftest import MakeClient

@@ -18,7 +18,7 @@ from sdcpp_service.fit import estimate
 from sdcpp_service.fit.job import job_plan
 from sdcpp_service.server.app import create_app
 from sdcpp_service.server.options import ServerOptions
-from sdcpp_service.server.pool import files_size
+from sdcpp_service.server.slot import files_size
 from tests.fakes import FakeEngine
 
 MB = 2**20
