@@ -54,10 +54,19 @@ def test_unreachable_and_unmigrated_queues_are_one_line(pg_url: str) -> None:
     assert "run `sdcpp queue migrate --queue URL` first" in bare.output
 
 
+def out_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
 def test_worker_needs_models_to_serve(pg_url: str) -> None:
     out = runner.invoke(build("worker"), ["worker", "--queue", pg_url])
     assert out.exit_code == 2
     assert "give --preload MODEL" in out.output
+    more = runner.invoke(build("worker"), ["worker", "--queue", pg_url, "--any", "--parallel", "2"])
+    assert more.exit_code == 2
+    assert (
+        out_line(more.output) == "error: --parallel must be between 0 (automatic) and --workers (1)"
+    )
 
 
 def test_serve_and_worker_refuse_a_missing_queue_in_one_line(pg_url: str) -> None:

@@ -129,9 +129,16 @@ def test_pool_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ok.exit_code == 0, ok.output
     assert (seen[0].workers, seen[0].preloads, seen[0].max_memory_gb) == (2, ("a", "b"), 3.0)
     assert CliRunner().invoke(app, args).exit_code == 0
-    assert (seen[1].workers, seen[1].max_memory_gb) == (1, 0.0)
+    assert (seen[1].workers, seen[1].max_memory_gb, seen[1].parallel) == (1, 0.0, 0)
+    assert CliRunner().invoke(app, [*args, "--workers", "2", "--parallel", "2"]).exit_code == 0
+    assert seen[2].parallel == 2
     two = CliRunner().invoke(app, [*args, "--preload", "a,b"])
     assert two.exit_code == 2 and "--workers 2" in two.output
-    for bad in (["--workers", "0"], ["--max-memory", "-1"]):
+    for bad in (
+        ["--workers", "0"],
+        ["--max-memory", "-1"],
+        ["--parallel", "2"],
+        ["--parallel", "-1"],
+    ):
         result = CliRunner().invoke(app, [*args, *bad])
         assert result.exit_code == 2 and bad[0] in result.output
