@@ -30,6 +30,20 @@ def host_settings(models: list[Path] | None, data_dir: Path | None, threads: int
     return settings
 
 
+def check_pool(workers: int, parallel: int, preloads: int) -> None:
+    """``--workers``, ``--parallel`` and ``--preload`` as ``sdcpp serve`` and ``sdcpp worker``
+    take them: one line (exit 2) for a pool that cannot be."""
+    from sdcpp_service.cli._errors import fail
+
+    if not 1 <= workers <= 64:
+        raise fail("--workers must be between 1 and 64")
+    if not 0 <= parallel <= workers:
+        raise fail(f"--parallel must be between 0 (automatic) and --workers ({workers})")
+    if preloads > workers:
+        raise fail(f"--preload names {preloads} models but there are {workers} worker(s): each "
+                   f"worker keeps one model warm; add --workers {preloads}")  # fmt: skip
+
+
 def ruled(field: str, *flags: str, help: str = "") -> Any:
     """A ``typer.Option`` for a request field whose help shows the bounds or choices declared in
     :mod:`sdcpp_service.rules` and whose value is checked by the same rule as the server's
@@ -63,6 +77,14 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outp
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output.")]
 ThreadsOpt = Annotated[
     int, typer.Option("--threads", "-t", help="CPU threads (default: physical cores).")
+]
+ParallelOpt = Annotated[
+    int,
+    typer.Option(
+        "--parallel",
+        help="Jobs run at once (0: every worker on a GPU; on the CPU, as many as the physical "
+        "cores hold at --threads each).",
+    ),
 ]
 OffloadOpt = Annotated[
     bool, typer.Option("--offload", help="Keep weights in RAM, move to VRAM on use.")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
-from sdcpp_service.cli._options import ThreadsOpt, host_settings
+from sdcpp_service.cli._options import ParallelOpt, ThreadsOpt, check_pool, host_settings
 
 Opt = typer.Option
 
@@ -116,14 +116,7 @@ def serve(
         int,
         Opt("--workers", help="Engine processes, each keeping one model warm."),
     ] = 1,
-    parallel: Annotated[
-        int,
-        Opt(
-            "--parallel",
-            help="Jobs that may run at once (0: every worker on a GPU; on the CPU, as many as "
-            "the physical cores hold at --threads each).",
-        ),
-    ] = 0,
+    parallel: ParallelOpt = 0,
     max_memory: Annotated[
         float,
         Opt(
@@ -186,17 +179,9 @@ def serve(
         )
     if not 1 <= max_queue <= 100_000:
         raise fail("--max-queue must be between 1 and 100000")
-    if not 1 <= workers <= 64:
-        raise fail("--workers must be between 1 and 64")
-    if not 0 <= parallel <= workers:
-        raise fail(f"--parallel must be between 0 (automatic) and --workers ({workers})")
-    check_port(host, port)
     preloads = [name.strip() for name in (preload or "").split(",") if name.strip()]
-    if len(preloads) > workers:
-        raise fail(
-            f"--preload names {len(preloads)} models but there are {workers} worker(s): each "
-            f"worker keeps one model warm; add --workers {len(preloads)}"
-        )
+    check_pool(workers, parallel, len(preloads))
+    check_port(host, port)
     if queue and (preloads or workers != 1 or parallel):
         raise fail("with --queue the workers run the engine: give --preload and --workers to "
                    "`sdcpp worker`, not to `serve`")  # fmt: skip

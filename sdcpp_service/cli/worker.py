@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sdcpp_service.cli._errors import fail, handle_errors
-from sdcpp_service.cli._options import ThreadsOpt, host_settings
+from sdcpp_service.cli._options import ParallelOpt, ThreadsOpt, check_pool, host_settings
 
 Opt = typer.Option
 
@@ -31,14 +31,7 @@ def worker(
     workers: Annotated[
         int, Opt("--workers", help="Engine processes, each keeping one model warm.")
     ] = 1,
-    parallel: Annotated[
-        int,
-        Opt(
-            "--parallel",
-            help="Jobs run at once (0: every worker on a GPU; on the CPU, as many "
-            "as the physical cores hold at --threads each).",
-        ),
-    ] = 0,
+    parallel: ParallelOpt = 0,
     max_memory: Annotated[
         float, Opt("--max-memory", min=0, help="GB the warm models may use together (0: 90% RAM).")
     ] = 0.0,
@@ -62,19 +55,13 @@ def worker(
     preloads = tuple(n.strip() for n in (preload or "").split(",") if n.strip())
     if not preloads and not any_model:
         raise fail("give --preload MODEL[,MODEL…] (the models this worker serves), or --any")
-    if not 1 <= workers <= 64:
-        raise fail("--workers must be between 1 and 64")
-    if not 0 <= parallel <= workers:
-        raise fail(f"--parallel must be between 0 (automatic) and --workers ({workers})")
-    if len(preloads) > workers:
-        raise fail(f"--preload names {len(preloads)} models but there are {workers} worker(s): "
-                   f"each keeps one model warm; add --workers {len(preloads)}")  # fmt: skip
+    check_pool(workers, parallel, len(preloads))
     if heartbeat * 2 > lost_after:
         raise fail("--lost-after must be at least twice --heartbeat")
     settings = host_settings(models, data_dir, threads)
     cfg = WorkerConfig(url=queue, preload=preloads, any_model=any_model, workers=workers,
-                       parallel=parallel, heartbeat=heartbeat, lost_after=lost_after, max_memory_gb=max_memory,
-                       name=name)  # fmt: skip
+                       parallel=parallel, heartbeat=heartbeat, lost_after=lost_after,
+                       max_memory_gb=max_memory, name=name)  # fmt: skip
     typer.echo(f"sdcpp worker: {', '.join(preloads) or '-'}{' +any' if any_model else ''} "
                f"on {workers} engine process(es)", err=True)  # fmt: skip
     run_worker(settings, PipelineEngine(settings), cfg)

@@ -3,8 +3,9 @@
 It reuses the embedded server's pool (:class:`~sdcpp_service.server.pool.Pool`, one supervised
 engine process per slot); procrastinate fetches as many jobs at once as the pool runs
 (``Pool.parallel``) from the queues of its preloaded models (and ``any`` with ``--any``),
-heartbeats, and aborts a job when an API node cancels it. Results and outputs are stored in one transaction, only while this
-attempt still holds the job (a late result after a re-run elsewhere is discarded).
+heartbeats, and aborts a job when an API node cancels it. Results and outputs are stored in one
+transaction, only while this attempt still holds the job (a late result after a re-run
+elsewhere is discarded).
 """
 
 from __future__ import annotations

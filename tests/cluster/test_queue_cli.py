@@ -74,7 +74,6 @@ def test_serve_and_worker_refuse_a_missing_queue_in_one_line(pg_url: str) -> Non
     for name, extra in (("serve", []), ("worker", ["--any"])):
         out = runner.invoke(build(name), [name, "--queue", dead, *extra])
         assert out.exit_code == 1, out.output
-        assert out.output.strip().splitlines()[-1].startswith(
-            "error: cannot reach the queue database:")  # fmt: skip
+        assert out_line(out.output).startswith("error: cannot reach the queue database:")
         bare = runner.invoke(build(name), [name, "--queue", pg_url, *extra])
         assert bare.exit_code == 1 and "run `sdcpp queue migrate" in bare.output

@@ -119,6 +119,7 @@ def test_a_one_shot_generate_loads_nothing_it_does_not_use(kit: Kit, tmp_path: P
     ``sdcpp generate`` on the real engine imports neither OpenSSL (``hashlib``, 3 MiB resident;
     only the first use of a model file hashes it, for the infotext) nor the server, queue or
     download stacks."""
+    import os
     import subprocess
     import sys
 
@@ -133,7 +134,7 @@ def test_a_one_shot_generate_loads_nothing_it_does_not_use(kit: Kit, tmp_path: P
         " 'psycopg', 'huggingface_hub', 'gguf', 'av', 'rich'}\n"
         "print('LOADED', sorted(heavy & set(sys.modules)))\n"
     )
-    env = {**__import__("os").environ, "SDCPP_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "SDCPP_DATA_DIR": str(tmp_path / "data")}
     loaded = []
     for _ in range(2):  # the first run hashes the model file and caches its hash
         out.unlink(missing_ok=True)
